@@ -183,7 +183,8 @@ static TKV_NORETURN void oom(size_t size)
     char msg[128];
     int n = snprintf(msg, sizeof(msg), "[FATAL] out of memory allocating %zu bytes\n", size);
     if (n > 0) {
-        ssize_t w = write(STDERR_FILENO, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+        ssize_t w =
+            write(STDERR_FILENO, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
         (void)w;
     }
     abort();

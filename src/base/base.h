@@ -30,10 +30,10 @@
 
 /* ---- attributes ---------------------------------------------------------------------- */
 
-#define TKV_MUST_USE __attribute__((warn_unused_result))
+#define TKV_MUST_USE          __attribute__((warn_unused_result))
 #define TKV_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
-#define TKV_NORETURN __attribute__((noreturn))
-#define TKV_UNUSED __attribute__((unused))
+#define TKV_NORETURN          __attribute__((noreturn))
+#define TKV_UNUSED            __attribute__((unused))
 
 /* A deliberate drop of a TKV_MUST_USE result: gcc rejects the `(void)f()` spelling. */
 #define TKV_IGNORE(expr)                                                                           \
@@ -43,8 +43,8 @@
     } while (0)
 
 #define TKV_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define TKV_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define TKV_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define TKV_MIN(a, b)    ((a) < (b) ? (a) : (b))
+#define TKV_MAX(a, b)    ((a) > (b) ? (a) : (b))
 
 /* ---- errors ---------------------------------------------------------------------------- */
 

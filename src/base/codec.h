@@ -24,8 +24,8 @@
 #include "base/base.h"
 
 #define TKV_ENC_GROUP_SIZE 8
-#define TKV_ENC_MARKER 0xFF
-#define TKV_ENC_PAD 0x00
+#define TKV_ENC_MARKER     0xFF
+#define TKV_ENC_PAD        0x00
 
 /* Returns the length of the memcomparable encoding of @len raw bytes. */
 size_t tkv_codec_encoded_bytes_len(size_t len);

@@ -21,13 +21,13 @@
 
 #include "base/base.h"
 
-#define TKV_KEYS_DATA_PREFIX 'z'
-#define TKV_KEYS_LOCAL_PREFIX 0x01
-#define TKV_KEYS_REGION_RAFT_PREFIX 0x02
-#define TKV_KEYS_REGION_META_PREFIX 0x03
-#define TKV_KEYS_RAFT_LOG_SUFFIX 0x01
-#define TKV_KEYS_RAFT_STATE_SUFFIX 0x02
-#define TKV_KEYS_APPLY_STATE_SUFFIX 0x03
+#define TKV_KEYS_DATA_PREFIX         'z'
+#define TKV_KEYS_LOCAL_PREFIX        0x01
+#define TKV_KEYS_REGION_RAFT_PREFIX  0x02
+#define TKV_KEYS_REGION_META_PREFIX  0x03
+#define TKV_KEYS_RAFT_LOG_SUFFIX     0x01
+#define TKV_KEYS_RAFT_STATE_SUFFIX   0x02
+#define TKV_KEYS_APPLY_STATE_SUFFIX  0x03
 #define TKV_KEYS_REGION_STATE_SUFFIX 0x01
 
 /* Length of a raft log key. */
@@ -52,8 +52,7 @@ TKV_MUST_USE int tkv_keys_origin_key(tkv_slice key, tkv_slice *origin);
 void tkv_keys_raft_log_key(uint8_t dst[TKV_KEYS_RAFT_LOG_KEY_LEN], uint64_t region_id,
                            uint64_t index);
 /* Parses a raft log key. Errors: TKV_ECORRUPT. */
-TKV_MUST_USE int tkv_keys_parse_raft_log_key(tkv_slice key, uint64_t *region_id,
-                                             uint64_t *index);
+TKV_MUST_USE int tkv_keys_parse_raft_log_key(tkv_slice key, uint64_t *region_id, uint64_t *index);
 /* Writes the 11-byte raft state, apply state or region state key of @region_id. */
 void tkv_keys_raft_state_key(uint8_t dst[11], uint64_t region_id);
 void tkv_keys_apply_state_key(uint8_t dst[11], uint64_t region_id);

@@ -33,8 +33,8 @@ int tkv_log_parse_level(const char *name, tkv_log_level *level)
         const char *name;
         tkv_log_level level;
     } names[] = {
-        {"trace", TKV_LOG_TRACE}, {"debug", TKV_LOG_DEBUG},   {"info", TKV_LOG_INFO},
-        {"warn", TKV_LOG_WARN},   {"warning", TKV_LOG_WARN},  {"error", TKV_LOG_ERROR},
+        {"trace", TKV_LOG_TRACE}, {"debug", TKV_LOG_DEBUG},    {"info", TKV_LOG_INFO},
+        {"warn", TKV_LOG_WARN},   {"warning", TKV_LOG_WARN},   {"error", TKV_LOG_ERROR},
         {"fatal", TKV_LOG_FATAL}, {"critical", TKV_LOG_FATAL}, {"off", TKV_LOG_OFF},
     };
     for (size_t i = 0; i < TKV_ARRAY_LEN(names); i++) {

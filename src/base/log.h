@@ -65,15 +65,14 @@ typedef struct tkv_log_field {
     } v;
 } tkv_log_field;
 
-#define TKV_LF_U64(k, x) ((tkv_log_field){.key = (k), .type = TKV_LF_T_U64, .v.u = (uint64_t)(x)})
-#define TKV_LF_I64(k, x) ((tkv_log_field){.key = (k), .type = TKV_LF_T_I64, .v.i = (int64_t)(x)})
-#define TKV_LF_STR(k, x) ((tkv_log_field){.key = (k), .type = TKV_LF_T_STR, .v.s = (x)})
+#define TKV_LF_U64(k, x)  ((tkv_log_field){.key = (k), .type = TKV_LF_T_U64, .v.u = (uint64_t)(x)})
+#define TKV_LF_I64(k, x)  ((tkv_log_field){.key = (k), .type = TKV_LF_T_I64, .v.i = (int64_t)(x)})
+#define TKV_LF_STR(k, x)  ((tkv_log_field){.key = (k), .type = TKV_LF_T_STR, .v.s = (x)})
 #define TKV_LF_BOOL(k, x) ((tkv_log_field){.key = (k), .type = TKV_LF_T_BOOL, .v.u = (x) ? 1 : 0})
-#define TKV_LF_F64(k, x) ((tkv_log_field){.key = (k), .type = TKV_LF_T_F64, .v.f = (double)(x)})
-#define TKV_LF_ERR(k, x) ((tkv_log_field){.key = (k), .type = TKV_LF_T_ERR, .v.i = (int64_t)(x)})
+#define TKV_LF_F64(k, x)  ((tkv_log_field){.key = (k), .type = TKV_LF_T_F64, .v.f = (double)(x)})
+#define TKV_LF_ERR(k, x)  ((tkv_log_field){.key = (k), .type = TKV_LF_T_ERR, .v.i = (int64_t)(x)})
 /* User keys and values: always through these, so redaction applies. */
-#define TKV_LF_KEY(k, p, n)                                                                        \
-    ((tkv_log_field){.key = (k), .type = TKV_LF_T_USER, .v.b = {(p), (n)}})
+#define TKV_LF_KEY(k, p, n)   ((tkv_log_field){.key = (k), .type = TKV_LF_T_USER, .v.b = {(p), (n)}})
 #define TKV_LF_VALUE(k, p, n) TKV_LF_KEY(k, p, n)
 
 /* Returns true when lines at @level are written (cheap; check before costly field setup). */
@@ -114,8 +113,8 @@ void tkv__log_write(tkv_log_level level, const char *file, int line, const char 
 
 #define TKV_LOG_TRACE(msg, ...) TKV_LOG(TKV_LOG_TRACE, msg, ##__VA_ARGS__)
 #define TKV_LOG_DEBUG(msg, ...) TKV_LOG(TKV_LOG_DEBUG, msg, ##__VA_ARGS__)
-#define TKV_LOG_INFO(msg, ...) TKV_LOG(TKV_LOG_INFO, msg, ##__VA_ARGS__)
-#define TKV_LOG_WARN(msg, ...) TKV_LOG(TKV_LOG_WARN, msg, ##__VA_ARGS__)
+#define TKV_LOG_INFO(msg, ...)  TKV_LOG(TKV_LOG_INFO, msg, ##__VA_ARGS__)
+#define TKV_LOG_WARN(msg, ...)  TKV_LOG(TKV_LOG_WARN, msg, ##__VA_ARGS__)
 #define TKV_LOG_ERROR(msg, ...) TKV_LOG(TKV_LOG_ERROR, msg, ##__VA_ARGS__)
 #define TKV_LOG_FATAL(msg, ...) TKV_LOG(TKV_LOG_FATAL, msg, ##__VA_ARGS__)
 

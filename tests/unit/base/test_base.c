@@ -128,8 +128,7 @@ static void test_encode_bytes_matches_tikv_vectors(void **state)
     for (size_t i = 0; i < TKV_ARRAY_LEN(vecs); i++) {
         tkv_buf b;
         tkv_buf_init(&b);
-        assert_int_equal(tkv_codec_encode_bytes(&b, tkv_slice_of(vecs[i].raw, vecs[i].raw_len)),
-                         0);
+        assert_int_equal(tkv_codec_encode_bytes(&b, tkv_slice_of(vecs[i].raw, vecs[i].raw_len)), 0);
         assert_int_equal(b.len, vecs[i].enc_len);
         assert_memory_equal(b.data, vecs[i].enc, vecs[i].enc_len);
         assert_int_equal(tkv_codec_encoded_bytes_len(vecs[i].raw_len), vecs[i].enc_len);
@@ -209,11 +208,11 @@ static void test_decode_bytes_rejects_malformed_input(void **state)
 {
     (void)state;
     static const vec bad[] = {
-        {NULL, 0, "", 0},                                       /* empty */
-        {NULL, 0, "\x01\x02\x03", 3},                           /* truncated group */
-        {NULL, 0, "\x01\x02\x03\0\0\0\0\0\xF6", 9},             /* pad count 9 */
-        {NULL, 0, "\x01\x02\x03\0\0\0\x01\0\xFA", 9},           /* non-zero padding */
-        {NULL, 0, "\x01\x02\x03\x04\x05\x06\x07\x08\xFF", 9},   /* missing last group */
+        {NULL, 0, "", 0},                                     /* empty */
+        {NULL, 0, "\x01\x02\x03", 3},                         /* truncated group */
+        {NULL, 0, "\x01\x02\x03\0\0\0\0\0\xF6", 9},           /* pad count 9 */
+        {NULL, 0, "\x01\x02\x03\0\0\0\x01\0\xFA", 9},         /* non-zero padding */
+        {NULL, 0, "\x01\x02\x03\x04\x05\x06\x07\x08\xFF", 9}, /* missing last group */
         {NULL, 0, "\x01\x02\x03\x04\x05\x06\x07\x08\xFF\x01", 10},
     };
     tkv_buf out;
@@ -410,7 +409,8 @@ static void test_log_line_has_tikv_shape_and_redacts(void **state)
     tkv_log_field g = TKV_LF_KEY("key", "abc", 3);
     n = tkv_log_format(out, sizeof(out), TKV_LOG_WARN, "x.c", 1, "m", &g, 1);
     out[n] = '\0';
-    assert_non_null(strstr(out, "[key=\xE2\x80\xB9" "abc\xE2\x80\xBA]"));
+    assert_non_null(strstr(out, "[key=\xE2\x80\xB9"
+                                "abc\xE2\x80\xBA]"));
     tkv_log_set_redact(TKV_REDACT_OFF);
     /* A tiny buffer truncates without overflowing and still ends with a newline. */
     char tiny[16];
