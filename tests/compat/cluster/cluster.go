@@ -1,0 +1,308 @@
+// Package cluster starts and stops a local tikv-c cluster (pd-server + tikv-servers) for
+// tests: 127.0.0.1 only, random free ports, temporary data directories, every process
+// stopped by PID. Binaries come from $TKV_BIN_DIR (default ../../build/bin relative to this
+// package's tests).
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	pd "github.com/tikv/pd/client"
+)
+
+// Options says what to start.
+type Options struct {
+	Stores     int    // number of tikv-server processes (default 3)
+	PDConfig   string // extra TOML for pd-server (written to a file and passed with --config)
+	TiKVConfig string // extra TOML for every tikv-server
+	BinDir     string // where pd-server and tikv-server are; default $TKV_BIN_DIR
+}
+
+// Proc is one server process.
+type Proc struct {
+	Name    string
+	Args    []string
+	LogPath string
+	DataDir string
+	Addr    string // gRPC address (host:port)
+	Status  string // status / HTTP address
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+// Cluster is a running cluster.
+type Cluster struct {
+	t      testing.TB
+	Dir    string
+	BinDir string
+	PD     *Proc
+	Stores []*Proc
+	opts   Options
+}
+
+// FreePort returns a port that was free on 127.0.0.1 a moment ago.
+func FreePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func binDir(o Options) string {
+	if o.BinDir != "" {
+		return o.BinDir
+	}
+	if d := os.Getenv("TKV_BIN_DIR"); d != "" {
+		return d
+	}
+	abs, _ := filepath.Abs("../../build/bin")
+	return abs
+}
+
+// Start launches PD and the stores and waits until the cluster serves.
+func Start(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	if o.Stores == 0 {
+		o.Stores = 3
+	}
+	dir, err := os.MkdirTemp("", "tikvc-cluster-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{t: t, Dir: dir, BinDir: binDir(o), opts: o}
+	t.Cleanup(c.Close)
+	c.startPD()
+	for i := 0; i < o.Stores; i++ {
+		c.AddStore()
+	}
+	c.WaitStoresUp(o.Stores, 60*time.Second)
+	return c
+}
+
+func (c *Cluster) writeConfig(name, text string) string {
+	if text == "" {
+		return ""
+	}
+	p := filepath.Join(c.Dir, name+".toml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+func (c *Cluster) startPD() {
+	port, http := FreePort(c.t), FreePort(c.t)
+	p := &Proc{
+		Name:    "pd",
+		DataDir: filepath.Join(c.Dir, "pd"),
+		Addr:    fmt.Sprintf("127.0.0.1:%d", port),
+		Status:  fmt.Sprintf("127.0.0.1:%d", http),
+		LogPath: filepath.Join(c.Dir, "pd.log"),
+	}
+	p.Args = []string{"--name", "pd1", "--client-urls", "http://" + p.Addr,
+		"--data-dir", p.DataDir, "--http-addr", p.Status}
+	if cfg := c.writeConfig("pd", c.opts.PDConfig); cfg != "" {
+		p.Args = append(p.Args, "--config", cfg)
+	}
+	c.PD = p
+	c.launch(p, "pd-server")
+}
+
+// AddStore starts one more tikv-server and returns its index.
+func (c *Cluster) AddStore() int {
+	i := len(c.Stores)
+	port, status := FreePort(c.t), FreePort(c.t)
+	p := &Proc{
+		Name:    fmt.Sprintf("tikv%d", i+1),
+		DataDir: filepath.Join(c.Dir, fmt.Sprintf("tikv%d", i+1)),
+		Addr:    fmt.Sprintf("127.0.0.1:%d", port),
+		Status:  fmt.Sprintf("127.0.0.1:%d", status),
+		LogPath: filepath.Join(c.Dir, fmt.Sprintf("tikv%d.log", i+1)),
+	}
+	p.Args = []string{"--pd", c.PD.Addr, "--addr", p.Addr, "--status-addr", p.Status,
+		"--data-dir", p.DataDir}
+	if cfg := c.writeConfig("tikv", c.opts.TiKVConfig); cfg != "" {
+		p.Args = append(p.Args, "--config", cfg)
+	}
+	c.Stores = append(c.Stores, p)
+	c.launch(p, "tikv-server")
+	return i
+}
+
+func (c *Cluster) launch(p *Proc, bin string) {
+	log, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(c.BinDir, bin), p.Args...)
+	cmd.Stdout = log
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		c.t.Fatalf("start %s: %v", bin, err)
+	}
+	log.Close()
+	p.cmd = cmd
+	p.done = make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+}
+
+// Running reports whether the process is alive.
+func (p *Proc) Running() bool {
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop ends a process by PID: SIGKILL when kill is true (a crash), else SIGTERM and wait.
+func (p *Proc) Stop(kill bool) {
+	if !p.Running() {
+		return
+	}
+	sig := syscall.SIGTERM
+	if kill {
+		sig = syscall.SIGKILL
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// RestartStore starts store i again with the same data directory and ports.
+func (c *Cluster) RestartStore(i int) {
+	p := c.Stores[i]
+	p.Stop(false)
+	c.launch(p, "tikv-server")
+}
+
+// RestartPD restarts pd-server with the same data directory and ports.
+func (c *Cluster) RestartPD() {
+	c.PD.Stop(false)
+	c.launch(c.PD, "pd-server")
+}
+
+// PDAddrs returns the PD endpoints clients are given.
+func (c *Cluster) PDAddrs() []string { return []string{c.PD.Addr} }
+
+// PDClient returns a PD client (closed by the caller).
+func (c *Cluster) PDClient() pd.Client {
+	cli, err := pd.NewClientWithContext(context.Background(), c.PDAddrs(), pd.SecurityOption{})
+	if err != nil {
+		c.t.Fatalf("pd client: %v", err)
+	}
+	return cli
+}
+
+// WaitStoresUp waits until PD reports n stores Up with recent heartbeats.
+func (c *Cluster) WaitStoresUp(n int, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		for _, p := range append([]*Proc{c.PD}, c.Stores...) {
+			if p.cmd != nil && !p.Running() {
+				c.t.Fatalf("%s exited early; log:\n%s", p.Name, tail(p.LogPath, 40))
+			}
+		}
+		last = c.probeStores(n)
+		if last == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.dumpLogs()
+	c.t.Fatalf("cluster not ready after %v: %v", timeout, last)
+}
+
+func (c *Cluster) probeStores(n int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	cli, err := pd.NewClientWithContext(ctx, c.PDAddrs(), pd.SecurityOption{},
+		pd.WithMaxErrorRetry(1))
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	stores, err := cli.GetAllStores(ctx)
+	if err != nil {
+		return err
+	}
+	up := 0
+	for _, s := range stores {
+		if s.GetState().String() == "Up" && s.GetLastHeartbeat() != 0 {
+			up++
+		}
+	}
+	if up < n {
+		return fmt.Errorf("%d of %d stores up", up, n)
+	}
+	region, err := cli.GetRegion(ctx, []byte(""))
+	if err != nil {
+		return err
+	}
+	if region == nil || region.Leader == nil || region.Leader.GetId() == 0 {
+		return fmt.Errorf("first region has no leader yet")
+	}
+	return nil
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (c *Cluster) dumpLogs() {
+	for _, p := range append([]*Proc{c.PD}, c.Stores...) {
+		if p != nil {
+			c.t.Logf("---- %s (%s) ----\n%s", p.Name, p.LogPath, tail(p.LogPath, 60))
+		}
+	}
+}
+
+// Close stops every process by PID and removes the data unless the test failed
+// (then the logs are printed and the directory kept for inspection).
+func (c *Cluster) Close() {
+	for _, p := range c.Stores {
+		p.Stop(false)
+	}
+	if c.PD != nil {
+		c.PD.Stop(false)
+	}
+	if c.t.Failed() {
+		c.dumpLogs()
+		c.t.Logf("cluster data kept in %s", c.Dir)
+		return
+	}
+	_ = os.RemoveAll(c.Dir)
+}
