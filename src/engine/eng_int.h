@@ -85,8 +85,7 @@ struct eng_ops {
     /* @snap NULL reads the latest state. */
     int (*get)(eng_db *db, const eng_snap *snap, eng_cf cf, tkv_slice key, tkv_buf *value,
                bool *found);
-    int (*get_pinned)(eng_db *db, const eng_snap *snap, eng_cf cf, tkv_slice key,
-                      eng_pinned **out);
+    int (*get_pinned)(eng_db *db, const eng_snap *snap, eng_cf cf, tkv_slice key, eng_pinned **out);
     void (*pinned_free)(eng_pinned *p);
 
     int (*snap_open)(eng_db *db, eng_snap **out);
@@ -94,8 +93,8 @@ struct eng_ops {
 
     /* @lower/@upper point into the iterator's own copies (len 0: none) and stay valid for
      * its life. The movers return whether the iterator is valid and set key and value. */
-    int (*iter_new)(eng_db *db, const eng_snap *snap, eng_cf cf, tkv_slice lower,
-                    tkv_slice upper, eng_iter **out);
+    int (*iter_new)(eng_db *db, const eng_snap *snap, eng_cf cf, tkv_slice lower, tkv_slice upper,
+                    eng_iter **out);
     void (*iter_free)(eng_iter *it);
     bool (*iter_seek)(eng_iter *it, tkv_slice key);
     bool (*iter_seek_for_prev)(eng_iter *it, tkv_slice key);

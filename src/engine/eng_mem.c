@@ -915,14 +915,12 @@ static int mem_approx(eng_db *db, eng_cf cf, tkv_slice start, tkv_slice end, uin
     return 0;
 }
 
-static int mem_approx_size(eng_db *db, eng_cf cf, tkv_slice start, tkv_slice end,
-                           uint64_t *bytes)
+static int mem_approx_size(eng_db *db, eng_cf cf, tkv_slice start, tkv_slice end, uint64_t *bytes)
 {
     return mem_approx(db, cf, start, end, bytes, false);
 }
 
-static int mem_approx_keys(eng_db *db, eng_cf cf, tkv_slice start, tkv_slice end,
-                           uint64_t *keys)
+static int mem_approx_keys(eng_db *db, eng_cf cf, tkv_slice start, tkv_slice end, uint64_t *keys)
 {
     return mem_approx(db, cf, start, end, keys, true);
 }

@@ -126,8 +126,8 @@ int eng__mem_sst_finish(eng_sst_writer *w, uint64_t *file_bytes)
     tkv_codec_put_u64_be(tail + 1, w->count);
     int rc = sst_out(s, tail, sizeof(tail));
     if (rc == 0) {
-        uint8_t crc[4] = {(uint8_t)(s->crc >> 24), (uint8_t)(s->crc >> 16),
-                          (uint8_t)(s->crc >> 8), (uint8_t)s->crc};
+        uint8_t crc[4] = {(uint8_t)(s->crc >> 24), (uint8_t)(s->crc >> 16), (uint8_t)(s->crc >> 8),
+                          (uint8_t)s->crc};
         if (fwrite(crc, 1, sizeof(crc), s->f) != sizeof(crc))
             rc = errno != 0 ? -errno : -EIO;
     }

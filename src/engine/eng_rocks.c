@@ -214,8 +214,7 @@ static int rocks_open_cfs(rocks_db *r, const char *path, char errmsg[TKV_ERRMSG_
     for (size_t i = 0; i < total; i++)
         cf_opts[i] = r->opts;
 
-    r->db = rocksdb_open_column_families(r->opts, path, (int)total, names, cf_opts, handles,
-                                         &err);
+    r->db = rocksdb_open_column_families(r->opts, path, (int)total, names, cf_opts, handles, &err);
     if (err != NULL) {
         set_msg(errmsg, "%s", err);
         rc = status_code(err);
@@ -657,8 +656,7 @@ static void rocks_sst_free(eng_sst_writer *w)
 static int rocks_ingest(eng_db *db, eng_cf cf, const char *const *paths, size_t n)
 {
     char *err = NULL;
-    rocksdb_ingest_external_file_cf(R(db)->db, R(db)->cf[cf], paths, n, R(db)->ingest_opts,
-                                    &err);
+    rocksdb_ingest_external_file_cf(R(db)->db, R(db)->cf[cf], paths, n, R(db)->ingest_opts, &err);
     return err != NULL ? rocks_fail(db, "ingest", err) : 0;
 }
 
@@ -690,8 +688,7 @@ static int range_end(eng_db *db, eng_cf cf, tkv_slice end, tkv_buf *limit, bool 
     return rc;
 }
 
-static int rocks_approx_size(eng_db *db, eng_cf cf, tkv_slice start, tkv_slice end,
-                             uint64_t *bytes)
+static int rocks_approx_size(eng_db *db, eng_cf cf, tkv_slice start, tkv_slice end, uint64_t *bytes)
 {
     tkv_buf limit;
     tkv_buf_init(&limit);
@@ -723,8 +720,7 @@ static int rocks_property_u64(eng_db *db, eng_cf cf, const char *name, uint64_t 
     return 0;
 }
 
-static int rocks_approx_keys(eng_db *db, eng_cf cf, tkv_slice start, tkv_slice end,
-                             uint64_t *keys)
+static int rocks_approx_keys(eng_db *db, eng_cf cf, tkv_slice start, tkv_slice end, uint64_t *keys)
 {
     uint64_t range_bytes = 0, total_keys = 0, total_bytes = 0;
     int rc = rocks_approx_size(db, cf, start, end, &range_bytes);

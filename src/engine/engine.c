@@ -222,8 +222,7 @@ int eng_snap_get(const eng_snap *snap, eng_cf cf, tkv_slice key, tkv_buf *value,
     return rc != 0 ? rc : snap->db->ops->get(snap->db, snap, cf, key, value, found);
 }
 
-static int get_pinned(eng_db *db, const eng_snap *snap, eng_cf cf, tkv_slice key,
-                      eng_pinned **out)
+static int get_pinned(eng_db *db, const eng_snap *snap, eng_cf cf, tkv_slice key, eng_pinned **out)
 {
     int rc = check_get(db, cf);
     if (rc != 0)
@@ -292,8 +291,8 @@ eng_db *eng_snap_db(const eng_snap *snap)
 
 /* ---- iterators -------------------------------------------------------------------------- */
 
-static int iter_new(eng_db *db, const eng_snap *snap, eng_cf cf, tkv_slice lower,
-                    tkv_slice upper, eng_iter **out)
+static int iter_new(eng_db *db, const eng_snap *snap, eng_cf cf, tkv_slice lower, tkv_slice upper,
+                    eng_iter **out)
 {
     if (!cf_ok(cf))
         return eng__errorf(db, -EINVAL, "iterator: bad column family %d", (int)cf);

@@ -76,13 +76,13 @@ const char *eng_cf_name(eng_cf cf);
 /* Engine options: plain data, set with eng_options_init() then changed field by field. Sizes
  * of 0 keep RocksDB's default. eng_mem uses only name. */
 typedef struct eng_options {
-    const char *name;            /* label in messages ("kv", "raft", "pd"); copied at open */
-    bool create_if_missing;      /* create the database if absent (default true) */
-    size_t block_cache_bytes;    /* one LRU block cache shared by all CFs (default 64 MiB) */
-    size_t write_buffer_bytes;   /* memtable size per CF */
-    int max_background_jobs;     /* flush and compaction threads (default 2) */
-    uint64_t bytes_per_sync;     /* sync SST files incrementally every this many bytes */
-    uint64_t wal_bytes_per_sync; /* the same for the WAL */
+    const char *name;             /* label in messages ("kv", "raft", "pd"); copied at open */
+    bool create_if_missing;       /* create the database if absent (default true) */
+    size_t block_cache_bytes;     /* one LRU block cache shared by all CFs (default 64 MiB) */
+    size_t write_buffer_bytes;    /* memtable size per CF */
+    int max_background_jobs;      /* flush and compaction threads (default 2) */
+    uint64_t bytes_per_sync;      /* sync SST files incrementally every this many bytes */
+    uint64_t wal_bytes_per_sync;  /* the same for the WAL */
     uint64_t max_total_wal_bytes; /* flush CFs when the WALs pass this size */
     const char *wal_dir;          /* WAL directory; NULL keeps the WAL in the database dir */
     /* An opaque rocksdb_env_t * (for example an encrypting Env, issue 9), or NULL for the

@@ -1,6 +1,8 @@
 /*
  * eng_testutil.c: temporary directories, the two-engine fixture, string helpers.
  */
+#include "unit/engine/eng_testutil.h"
+
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +14,6 @@
 #include <cmocka.h>
 
 #include "engine/eng_int.h" /* the live-object count, for teardown after a failure */
-#include "unit/engine/eng_testutil.h"
 
 int eng_test_mkdtemp(char *tmpl)
 {

@@ -1021,19 +1021,19 @@ static void test_rocks_opens_database_with_extra_column_families(void **state)
 
 /* Runs @step with the allocator failing after 0, 1, 2... allocations until it succeeds;
  * every failure must be -ENOMEM and @check must hold after it. */
-#define FAULT_LOOP(step, ...)                                                                  \
-    do {                                                                                         \
-        int rc_;                                                                                 \
-        for (long n_ = 0;; n_++) {                                                               \
-            tkv_alloc_fail_after(n_);                                                            \
-            rc_ = (step);                                                                        \
-            tkv_alloc_fault_clear();                                                             \
-            if (rc_ == 0)                                                                        \
-                break;                                                                           \
-            assert_int_equal(rc_, -ENOMEM);                                                      \
-            __VA_ARGS__;                                                                         \
-            assert_true(n_ < 10000);                                                             \
-        }                                                                                        \
+#define FAULT_LOOP(step, ...)                                                                      \
+    do {                                                                                           \
+        int rc_;                                                                                   \
+        for (long n_ = 0;; n_++) {                                                                 \
+            tkv_alloc_fail_after(n_);                                                              \
+            rc_ = (step);                                                                          \
+            tkv_alloc_fault_clear();                                                               \
+            if (rc_ == 0)                                                                          \
+                break;                                                                             \
+            assert_int_equal(rc_, -ENOMEM);                                                        \
+            __VA_ARGS__;                                                                           \
+            assert_true(n_ < 10000);                                                               \
+        }                                                                                          \
     } while (0)
 
 static void expect_state(eng_db *db, const char *keys)
@@ -1281,9 +1281,8 @@ static void test_random_operations_match_a_model(void **state)
             }
         } else if (r < 55) {
             model_key((int)tkv_rng_below(&rng, MODEL_KEYS), k);
-            assert_int_equal(eng_compact_range(db, model_cf[tkv_rng_below(&rng, MODEL_CFS)],
-                                               S(k), S(NULL)),
-                             0);
+            assert_int_equal(
+                eng_compact_range(db, model_cf[tkv_rng_below(&rng, MODEL_CFS)], S(k), S(NULL)), 0);
         } else if (r < 80) { /* point reads, latest or at a snapshot */
             view *v = &views[tkv_rng_below(&rng, MODEL_SNAPS)];
             int cfi = (int)tkv_rng_below(&rng, MODEL_CFS);
@@ -1305,8 +1304,7 @@ static void test_random_operations_match_a_model(void **state)
                 hi[0] = '\0'; /* unbounded */
             eng_iter *it = NULL;
             if (v->snap != NULL)
-                assert_int_equal(eng_snap_iter_new(v->snap, model_cf[cfi], S(lo), S(hi), &it),
-                                 0);
+                assert_int_equal(eng_snap_iter_new(v->snap, model_cf[cfi], S(lo), S(hi), &it), 0);
             else
                 it = iter_new(db, model_cf[cfi], lo, hi);
             /* Writes after the iterator's creation stay invisible to it. */
@@ -1330,13 +1328,13 @@ static void test_random_operations_match_a_model(void **state)
         eng_snap_close(views[i].snap);
 }
 
-#define ROCKS(t)                                                                                 \
-    {                                                                                            \
-        "rocks: " #t, t, eng_fx_setup_rocks, eng_fx_teardown, NULL                               \
+#define ROCKS(t)                                                                                   \
+    {                                                                                              \
+        "rocks: " #t, t, eng_fx_setup_rocks, eng_fx_teardown, NULL                                 \
     }
-#define MEM(t)                                                                                   \
-    {                                                                                            \
-        "mem: " #t, t, eng_fx_setup_mem, eng_fx_teardown, NULL                                   \
+#define MEM(t)                                                                                     \
+    {                                                                                              \
+        "mem: " #t, t, eng_fx_setup_mem, eng_fx_teardown, NULL                                     \
     }
 #define BOTH(t) ROCKS(t), MEM(t)
 

@@ -18,11 +18,11 @@
 
 #include "unit/engine/eng_testutil.h"
 
-#define WRITERS       2
-#define READERS       2
-#define KEYS_PER_GEN  5
-#define ROUNDS_MEM    3000
-#define ROUNDS_ROCKS  600
+#define WRITERS      2
+#define READERS      2
+#define KEYS_PER_GEN 5
+#define ROUNDS_MEM   3000
+#define ROUNDS_ROCKS 600
 
 typedef struct shared {
     eng_db *db;
@@ -103,8 +103,8 @@ static bool view_consistent(shared *sh, const eng_snap *snap)
             ok = false;
         } else if (cf == 0) {
             found0 = found;
-        } else if (snap != NULL && (found != found0 ||
-                                    !tkv_slice_eq(tkv_buf_slice(&v), tkv_buf_slice(&first)))) {
+        } else if (snap != NULL &&
+                   (found != found0 || !tkv_slice_eq(tkv_buf_slice(&v), tkv_buf_slice(&first)))) {
             ok = false; /* a batch seen in part */
         }
     }
@@ -112,10 +112,10 @@ static bool view_consistent(shared *sh, const eng_snap *snap)
         char lo[4], hi[4];
         prefix_of(wr, lo, hi);
         eng_iter *it = NULL;
-        int rc = snap != NULL ? eng_snap_iter_new(snap, ENG_CF_DEFAULT, tkv_slice_str(lo),
-                                                  tkv_slice_str(hi), &it)
-                              : eng_iter_new(sh->db, ENG_CF_DEFAULT, tkv_slice_str(lo),
-                                             tkv_slice_str(hi), &it);
+        int rc =
+            snap != NULL
+                ? eng_snap_iter_new(snap, ENG_CF_DEFAULT, tkv_slice_str(lo), tkv_slice_str(hi), &it)
+                : eng_iter_new(sh->db, ENG_CF_DEFAULT, tkv_slice_str(lo), tkv_slice_str(hi), &it);
         if (rc != 0) {
             atomic_fetch_add(&sh->errors, 1);
             ok = false;
