@@ -242,8 +242,7 @@ int main(int argc, char **argv)
                 status = 1;
                 break;
             }
-            printf("  %-8d %-6d %12.0f %12.0f\n", thread_counts[t], b.batch, rate,
-                   rate / b.batch);
+            printf("  %-8d %-6d %12.0f %12.0f\n", thread_counts[t], b.batch, rate, rate / b.batch);
             fflush(stdout);
         }
     }

@@ -274,13 +274,24 @@ static void list_free(mem_list *l)
     list_init(l);
 }
 
-/* Returns the first node after every version of @n's key. */
-static mem_node *skip_key(mem_node *n)
+/* Returns the first node ordered at or after (@n's key, @seq), starting from @n: a few steps
+ * along the bottom level, then a search from the top, so that a key with thousands of
+ * versions (kept for an old snapshot) costs O(log n) to cross rather than O(versions). */
+static mem_node *advance_to(const mem_list *l, mem_node *n, uint64_t seq)
 {
-    mem_node *x = n->next[0];
-    while (x != NULL && same_key(x, n))
-        x = x->next[0];
-    return x;
+    tkv_slice key = node_key(n);
+    for (int i = 0; i < 8; i++) {
+        if (n == NULL || node_cmp(n, key, seq) >= 0)
+            return n;
+        n = n->next[0];
+    }
+    return find_ge(l, key, seq);
+}
+
+/* Returns the first node after every version of @n's key (main lists have no sequence 0). */
+static mem_node *skip_key(const mem_list *l, mem_node *n)
+{
+    return advance_to(l, n, 0);
 }
 
 /* ---- read views ------------------------------------------------------------------------- */
@@ -329,13 +340,10 @@ static void node_free(mem_db *m, eng_cf cf, mem_node *n)
 static void prune(mem_db *m, eng_cf cf, mem_node *newest, uint64_t oldest)
 {
     mem_list *l = &m->cf[cf];
-    mem_node *w = newest;
-    while (w->seq > oldest) {
-        mem_node *n = w->next[0];
-        if (n == NULL || !same_key(n, w))
-            return;
-        w = n;
-    }
+    /* The version the oldest view reads: found by search, not by walking the newer ones. */
+    mem_node *w = advance_to(l, newest, oldest);
+    if (w == NULL || !same_key(w, newest))
+        return;
     for (;;) {
         mem_node *n = w->next[0];
         if (n == NULL || !same_key(n, w))
@@ -599,7 +607,7 @@ static int pend_delete_range(mem_db *m, eng_cf cf, mem_list *pl, tkv_slice begin
                     return rc;
             }
         }
-        n = skip_key(n);
+        n = skip_key(&m->cf[cf], n);
     }
     return 0;
 }
@@ -797,12 +805,12 @@ static bool settle_forward(mem_iter *mi, mem_node *n)
         if (upper.len > 0 && tkv_slice_cmp(node_key(n), upper) >= 0)
             break;
         if (n->seq > mi->seq) { /* too new for this view: an older version may follow */
-            n = n->next[0];
+            n = advance_to(mi->list, n, mi->seq);
             continue;
         }
         if (n->kind == MEM_PUT)
             return iter_at(mi, n);
-        n = skip_key(n);
+        n = skip_key(mi->list, n);
     }
     return iter_at(mi, NULL);
 }
@@ -868,7 +876,7 @@ static bool mem_iter_next(eng_iter *it)
 {
     mem_db *m = M(it->db);
     rdlock(m);
-    bool ok = settle_forward(MI(it), skip_key(MI(it)->cur));
+    bool ok = settle_forward(MI(it), skip_key(MI(it)->list, MI(it)->cur));
     unlock(m);
     return ok;
 }
@@ -897,7 +905,7 @@ static void live_stats(const mem_list *l, tkv_slice start, tkv_slice end, uint64
             k++;
             b += n->klen + n->vlen;
         }
-        n = skip_key(n);
+        n = skip_key(l, n);
     }
     *keys = k;
     *bytes = b;
@@ -961,7 +969,7 @@ static int mem_compact_range(eng_db *db, eng_cf cf, tkv_slice start, tkv_slice e
     uint64_t oldest = oldest_view(m);
     mem_node *n = find_ge(&m->cf[cf], start, UINT64_MAX);
     while (n != NULL && (end.len == 0 || before_end(node_key(n), end))) {
-        mem_node *next = skip_key(n); /* prune() frees only nodes of n's key */
+        mem_node *next = skip_key(&m->cf[cf], n); /* prune() frees only nodes of n's key */
         prune(m, cf, n, oldest);
         n = next;
     }

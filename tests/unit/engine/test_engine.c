@@ -917,6 +917,37 @@ static void test_compaction_drops_deleted_data_but_not_snapshot_data(void **stat
     assert_int_equal(eng_flush_cf(db, (eng_cf)8, true), -EINVAL);
 }
 
+static void test_mem_drops_versions_no_view_can_see(void **state)
+{
+    eng_db *db = FX(state)->db;
+    char v[16];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(v, sizeof(v), "v%d", i);
+        eng_test_put(db, ENG_CF_RAFT, "k", v);
+    }
+    /* Without snapshots only the newest version stays. */
+    uint64_t one = prop(db, ENG_CF_RAFT, ENG_PROP_CUR_SIZE_ALL_MEM_TABLES);
+    assert_true(one > 0 && one < 256);
+    eng_snap *s = snap_open(db);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(v, sizeof(v), "w%d", i);
+        eng_test_put(db, ENG_CF_RAFT, "k", v);
+    }
+    /* The snapshot keeps its version (and, conservatively, the ones after it). */
+    assert_true(prop(db, ENG_CF_RAFT, ENG_PROP_CUR_SIZE_ALL_MEM_TABLES) > 1000 * 40);
+    eng_test_expect_snap(s, ENG_CF_RAFT, "k", "v999");
+    eng_snap_close(s);
+    eng_test_put(db, ENG_CF_RAFT, "k", "last");
+    assert_true(prop(db, ENG_CF_RAFT, ENG_PROP_CUR_SIZE_ALL_MEM_TABLES) <= one + 8);
+    /* Deleting everything frees everything, tombstones included. */
+    eng_test_del(db, ENG_CF_RAFT, "k");
+    assert_int_equal(prop(db, ENG_CF_RAFT, ENG_PROP_CUR_SIZE_ALL_MEM_TABLES), 0);
+    put_letters(db, ENG_CF_RAFT, "abcdefgh");
+    delete_range(db, ENG_CF_RAFT, "a", "z");
+    assert_int_equal(prop(db, ENG_CF_RAFT, ENG_PROP_CUR_SIZE_ALL_MEM_TABLES), 0);
+    assert_int_equal(prop(db, ENG_CF_RAFT, ENG_PROP_ESTIMATE_NUM_KEYS), 0);
+}
+
 /* ---- errors ----------------------------------------------------------------------------- */
 
 static void test_rocks_errors_carry_rocksdb_message(void **state)
@@ -1358,6 +1389,7 @@ int main(void)
         MEM(test_mem_ingest_detects_flipped_bytes),
         BOTH(test_approximate_size_grows_with_data),
         BOTH(test_compaction_drops_deleted_data_but_not_snapshot_data),
+        MEM(test_mem_drops_versions_no_view_can_see),
         ROCKS(test_rocks_errors_carry_rocksdb_message),
         ROCKS(test_rocks_opens_database_with_extra_column_families),
         cmocka_unit_test(test_mem_allocation_failures_return_enomem),

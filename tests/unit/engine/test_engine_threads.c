@@ -6,6 +6,7 @@
  * Reader threads do not call cmocka (its failures jump on the test thread's stack); they count
  * violations, and the test thread asserts the counts are zero.
  */
+#include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,13 +17,14 @@
 
 #include <cmocka.h>
 
+#include "base/clock.h"
 #include "unit/engine/eng_testutil.h"
 
 #define WRITERS      2
 #define READERS      2
 #define KEYS_PER_GEN 5
 #define ROUNDS_MEM   3000
-#define ROUNDS_ROCKS 600
+#define ROUNDS_ROCKS 1500
 
 typedef struct shared {
     eng_db *db;
@@ -49,8 +51,9 @@ static void prefix_of(int writer, char lo[4], char hi[4])
     lo[3] = hi[3] = '\0';
 }
 
-/* One batch: the same counter value in all four column families, and the writer's key range
- * replaced by a new generation of KEYS_PER_GEN keys. */
+/* One batch: the same counter value in all four column families, and a new generation of the
+ * writer's keys: keys 0..KEYS_PER_GEN-1 always, key KEYS_PER_GEN only in even generations, all
+ * holding the generation's value. Every 32nd batch first deletes the whole range. */
 static void *writer_main(void *arg)
 {
     worker *w = arg;
@@ -69,11 +72,14 @@ static void *writer_main(void *arg)
         int rc = 0;
         for (int cf = 0; cf < ENG_CF_COUNT && rc == 0; cf++)
             rc = eng_batch_put(b, (eng_cf)cf, tkv_slice_str("ctr"), tkv_slice_str(val));
-        if (rc == 0)
+        if (rc == 0 && i % 32 == 0)
             rc = eng_batch_delete_range(b, ENG_CF_DEFAULT, tkv_slice_str(lo), tkv_slice_str(hi));
-        for (int j = 0; j < KEYS_PER_GEN && rc == 0; j++) {
-            snprintf(key, sizeof(key), "%s%06d-%d", lo, i, j);
-            rc = eng_batch_put(b, ENG_CF_DEFAULT, tkv_slice_str(key), tkv_slice_str(val));
+        for (int j = 0; j <= KEYS_PER_GEN && rc == 0; j++) {
+            snprintf(key, sizeof(key), "%s%d", lo, j);
+            if (j < KEYS_PER_GEN || i % 2 == 0)
+                rc = eng_batch_put(b, ENG_CF_DEFAULT, tkv_slice_str(key), tkv_slice_str(val));
+            else
+                rc = eng_batch_delete(b, ENG_CF_DEFAULT, tkv_slice_str(key));
         }
         if (rc == 0)
             rc = eng_write(sh->db, b, false);
@@ -83,6 +89,21 @@ static void *writer_main(void *arg)
     eng_batch_free(b);
     atomic_fetch_sub(&sh->writers_left, 1);
     return NULL;
+}
+
+/* Returns the generation number in a value "w<writer>-<generation>", or -1. */
+static long generation_of(tkv_slice v)
+{
+    const uint8_t *dash = memchr(v.data, '-', v.len);
+    if (dash == NULL || dash + 1 == v.data + v.len)
+        return -1;
+    long g = 0;
+    for (const uint8_t *p = dash + 1; p < v.data + v.len; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        g = g * 10 + (*p - '0');
+    }
+    return g;
 }
 
 /* Checks one read view: the counter equal in every column family and each writer's range
@@ -136,8 +157,12 @@ static bool view_consistent(shared *sh, const eng_snap *snap)
         }
         if (eng_iter_status(it) != 0)
             atomic_fetch_add(&sh->errors, 1);
-        if (n != 0 && n != KEYS_PER_GEN)
-            ok = false;
+        /* Nothing yet, or one whole generation: KEYS_PER_GEN + 1 keys when it is even. */
+        if (n != 0) {
+            long g = generation_of(tkv_buf_slice(&gen));
+            if (g < 0 || n != KEYS_PER_GEN + (g % 2 == 0 ? 1 : 0))
+                ok = false;
+        }
         tkv_buf_deinit(&gen);
         eng_iter_free(it);
     }
@@ -186,6 +211,7 @@ static void test_concurrent_readers_see_whole_batches(void **state)
     atomic_init(&sh.writers_left, WRITERS);
     assert_int_equal(eng_snap_open(fx->db, &sh.fixed), 0);
 
+    uint64_t t0 = tkv_clock_mono_ms();
     pthread_t th[WRITERS + READERS];
     worker wk[WRITERS + READERS];
     for (int i = 0; i < WRITERS + READERS; i++) {
@@ -196,8 +222,8 @@ static void test_concurrent_readers_see_whole_batches(void **state)
     }
     for (int i = 0; i < WRITERS + READERS; i++)
         assert_int_equal(pthread_join(th[i], NULL), 0);
-    printf("# %s: %d batches per writer, %ld reader rounds\n", eng_kind(fx->db), sh.rounds,
-           atomic_load(&sh.reads));
+    printf("# %s: %d batches per writer, %ld reader rounds, %" PRIu64 " ms\n", eng_kind(fx->db),
+           sh.rounds, atomic_load(&sh.reads), tkv_clock_mono_ms() - t0);
     assert_int_equal(atomic_load(&sh.errors), 0);
     assert_int_equal(atomic_load(&sh.violations), 0);
     eng_snap_close(sh.fixed);
@@ -206,10 +232,50 @@ static void test_concurrent_readers_see_whole_batches(void **state)
     assert_true(view_consistent(&sh, NULL));
     for (int wr = 0; wr < WRITERS; wr++) {
         char key[32], val[32];
-        snprintf(key, sizeof(key), "w%d/%06d-0", wr, sh.rounds - 1);
+        snprintf(key, sizeof(key), "w%d/0", wr);
         snprintf(val, sizeof(val), "w%d-%d", wr, sh.rounds - 1);
         eng_test_expect(fx->db, ENG_CF_DEFAULT, key, val);
     }
+}
+
+typedef struct err_probe {
+    eng_db *db;
+    int rc;
+    char seen_before[TKV_ERRMSG_LEN];
+    char seen_after[TKV_ERRMSG_LEN];
+} err_probe;
+
+static void *failing_thread(void *arg)
+{
+    err_probe *p = arg;
+    snprintf(p->seen_before, sizeof(p->seen_before), "%s", eng_errmsg(p->db));
+    tkv_buf v;
+    tkv_buf_init(&v);
+    bool found;
+    p->rc = eng_get(p->db, (eng_cf)42, tkv_slice_str("k"), &v, &found);
+    snprintf(p->seen_after, sizeof(p->seen_after), "%s", eng_errmsg(p->db));
+    tkv_buf_deinit(&v);
+    return NULL;
+}
+
+static void test_error_messages_are_per_thread(void **state)
+{
+    eng_fx *fx = *state;
+    /* This thread fails first... */
+    const char *paths[] = {"/nonexistent/dir/file.sst"};
+    assert_true(eng_ingest(fx->db, ENG_CF_DEFAULT, paths, 1) != 0);
+    char mine[TKV_ERRMSG_LEN];
+    snprintf(mine, sizeof(mine), "%s", eng_errmsg(fx->db));
+    assert_non_null(strstr(mine, "test engine: ingest"));
+    /* ...another thread does not see that message, and its own failure does not replace it. */
+    err_probe p = {.db = fx->db};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, failing_thread, &p), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(p.rc, -EINVAL);
+    assert_string_equal(p.seen_before, "");
+    assert_non_null(strstr(p.seen_after, "bad column family"));
+    assert_string_equal(eng_errmsg(fx->db), mine);
 }
 
 int main(void)
@@ -219,6 +285,10 @@ int main(void)
          test_concurrent_readers_see_whole_batches, eng_fx_setup_rocks, eng_fx_teardown, NULL},
         {"mem: test_concurrent_readers_see_whole_batches",
          test_concurrent_readers_see_whole_batches, eng_fx_setup_mem, eng_fx_teardown, NULL},
+        {"rocks: test_error_messages_are_per_thread", test_error_messages_are_per_thread,
+         eng_fx_setup_rocks, eng_fx_teardown, NULL},
+        {"mem: test_error_messages_are_per_thread", test_error_messages_are_per_thread,
+         eng_fx_setup_mem, eng_fx_teardown, NULL},
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
