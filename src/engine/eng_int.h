@@ -25,6 +25,7 @@ struct eng_db {
 
 struct eng_snap {
     eng_db *db;
+    atomic_long iters; /* iterators reading this snapshot: it must outlive them */
 };
 
 struct eng_batch {
@@ -39,6 +40,7 @@ struct eng_pinned {
 
 struct eng_iter {
     eng_db *db;
+    eng_snap *snap;  /* the snapshot read, or NULL */
     uint8_t *bounds; /* one block holding copies of lower and upper */
     tkv_slice lower; /* len 0: none */
     tkv_slice upper; /* len 0: none */

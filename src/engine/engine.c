@@ -124,27 +124,32 @@ void eng_batch_free(eng_batch *b)
     live_add(db, -1);
 }
 
+static int bad_cf(eng_db *db, const char *op, eng_cf cf)
+{
+    return eng__errorf(db, -EINVAL, "%s: bad column family %d", op, (int)cf);
+}
+
 int eng_batch_put(eng_batch *b, eng_cf cf, tkv_slice key, tkv_slice value)
 {
     if (!cf_ok(cf))
-        return -EINVAL;
+        return bad_cf(b->db, "batch put", cf);
     return b->db->ops->batch_put(b, cf, key, value);
 }
 
 int eng_batch_delete(eng_batch *b, eng_cf cf, tkv_slice key)
 {
     if (!cf_ok(cf))
-        return -EINVAL;
+        return bad_cf(b->db, "batch delete", cf);
     return b->db->ops->batch_delete(b, cf, key);
 }
 
 int eng_batch_delete_range(eng_batch *b, eng_cf cf, tkv_slice begin, tkv_slice end)
 {
     if (!cf_ok(cf))
-        return -EINVAL;
+        return bad_cf(b->db, "batch delete range", cf);
     int c = tkv_slice_cmp(begin, end);
     if (c > 0)
-        return -EINVAL;
+        return eng__errorf(b->db, -EINVAL, "batch delete range: begin after end");
     if (c == 0)
         return 0;
     return b->db->ops->batch_delete_range(b, cf, begin, end);
@@ -206,7 +211,7 @@ int eng_write(eng_db *db, eng_batch *b, bool sync)
 static int check_get(eng_db *db, eng_cf cf)
 {
     if (!cf_ok(cf))
-        return eng__errorf(db, -EINVAL, "get: bad column family %d", (int)cf);
+        return bad_cf(db, "get", cf);
     return 0;
 }
 
@@ -270,6 +275,7 @@ int eng_snap_open(eng_db *db, eng_snap **out)
     if (rc != 0)
         return rc;
     s->db = db;
+    atomic_init(&s->iters, 0);
     live_add(db, 1);
     *out = s;
     return 0;
@@ -279,6 +285,8 @@ void eng_snap_close(eng_snap *snap)
 {
     if (snap == NULL)
         return;
+    /* An iterator still reading the snapshot would read freed versions: crash here instead. */
+    TKV_ASSERT(atomic_load(&snap->iters) == 0);
     eng_db *db = snap->db;
     db->ops->snap_close(snap);
     live_add(db, -1);
@@ -295,7 +303,7 @@ static int iter_new(eng_db *db, const eng_snap *snap, eng_cf cf, tkv_slice lower
                     eng_iter **out)
 {
     if (!cf_ok(cf))
-        return eng__errorf(db, -EINVAL, "iterator: bad column family %d", (int)cf);
+        return bad_cf(db, "iterator", cf);
     if (lower.len > SIZE_MAX - upper.len)
         return eng__errorf(db, -ENOMEM, "iterator: bounds too long");
     /* The iterator owns copies of its bounds: RocksDB reads them for its whole life. */
@@ -315,6 +323,10 @@ static int iter_new(eng_db *db, const eng_snap *snap, eng_cf cf, tkv_slice lower
         return rc;
     }
     it->db = db;
+    /* The snapshot is const to readers; only its iterator count changes. */
+    it->snap = (eng_snap *)(uintptr_t)snap;
+    if (it->snap != NULL)
+        atomic_fetch_add(&it->snap->iters, 1);
     it->bounds = bounds;
     it->lower = lo;
     it->upper = up;
@@ -346,7 +358,10 @@ void eng_iter_free(eng_iter *it)
         return;
     eng_db *db = it->db;
     uint8_t *bounds = it->bounds;
+    eng_snap *snap = it->snap;
     db->ops->iter_free(it);
+    if (snap != NULL)
+        atomic_fetch_sub(&snap->iters, 1);
     tkv_free(bounds);
     live_add(db, -1);
 }
@@ -571,7 +586,7 @@ void eng_sst_writer_free(eng_sst_writer *w)
 int eng_ingest(eng_db *db, eng_cf cf, const char *const *paths, size_t n)
 {
     if (!cf_ok(cf))
-        return eng__errorf(db, -EINVAL, "ingest: bad column family %d", (int)cf);
+        return bad_cf(db, "ingest", cf);
     if (n == 0 || paths == NULL)
         return eng__errorf(db, -EINVAL, "ingest: no files");
     for (size_t i = 0; i < n; i++)
@@ -591,7 +606,7 @@ static bool range_empty(tkv_slice start, tkv_slice end)
 int eng_approx_size(eng_db *db, eng_cf cf, tkv_slice start, tkv_slice end, uint64_t *bytes)
 {
     if (!cf_ok(cf))
-        return eng__errorf(db, -EINVAL, "approximate size: bad column family %d", (int)cf);
+        return bad_cf(db, "approximate size", cf);
     if (range_empty(start, end)) {
         *bytes = 0;
         return 0;
@@ -602,7 +617,7 @@ int eng_approx_size(eng_db *db, eng_cf cf, tkv_slice start, tkv_slice end, uint6
 int eng_approx_keys(eng_db *db, eng_cf cf, tkv_slice start, tkv_slice end, uint64_t *keys)
 {
     if (!cf_ok(cf))
-        return eng__errorf(db, -EINVAL, "approximate keys: bad column family %d", (int)cf);
+        return bad_cf(db, "approximate keys", cf);
     if (range_empty(start, end)) {
         *keys = 0;
         return 0;
@@ -620,7 +635,7 @@ int eng_property_u64(eng_db *db, eng_cf cf, const char *name, uint64_t *value)
 int eng_flush_cf(eng_db *db, eng_cf cf, bool wait)
 {
     if (!cf_ok(cf))
-        return eng__errorf(db, -EINVAL, "flush: bad column family %d", (int)cf);
+        return bad_cf(db, "flush", cf);
     return db->ops->flush_cf(db, cf, wait);
 }
 
@@ -637,7 +652,7 @@ int eng_flush(eng_db *db, bool wait)
 int eng_compact_range(eng_db *db, eng_cf cf, tkv_slice start, tkv_slice end)
 {
     if (!cf_ok(cf))
-        return eng__errorf(db, -EINVAL, "compact: bad column family %d", (int)cf);
+        return bad_cf(db, "compact", cf);
     if (start.len > 0 && range_empty(start, end))
         return 0;
     return db->ops->compact_range(db, cf, start, end);

@@ -211,7 +211,7 @@ void eng_pinned_free(eng_pinned *p);
  * Errors: -ENOMEM. Thread: the snapshot may be read from several threads at once. */
 TKV_MUST_USE int eng_snap_open(eng_db *db, eng_snap **out);
 
-/* Releases @snap; iterators made from it must be freed first. NULL is a no-op. */
+/* Releases @snap. Iterators made from it must be freed first (asserted). NULL is a no-op. */
 void eng_snap_close(eng_snap *snap);
 
 /* Returns the engine @snap was taken from. */

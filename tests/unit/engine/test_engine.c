@@ -4,11 +4,13 @@
  */
 #include <inttypes.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -948,6 +950,56 @@ static void test_mem_drops_versions_no_view_can_see(void **state)
     assert_int_equal(prop(db, ENG_CF_RAFT, ENG_PROP_ESTIMATE_NUM_KEYS), 0);
 }
 
+/* Runs @fn in a child process and returns whether it died of SIGABRT. */
+static bool aborts(void (*fn)(eng_db *), eng_db *db)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* The child shares the engine's memory image; it must not report the parent's leaks. */
+        close(STDERR_FILENO);
+        fn(db);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+}
+
+static void close_snapshot_under_iterator(eng_db *db)
+{
+    eng_snap *s = NULL;
+    eng_iter *it = NULL;
+    if (eng_snap_open(db, &s) != 0 || eng_snap_iter_new(s, ENG_CF_DEFAULT, S(NULL), S(NULL), &it))
+        _exit(1);
+    eng_snap_close(s);
+}
+
+static void close_engine_under_snapshot(eng_db *db)
+{
+    eng_snap *s = NULL;
+    if (eng_snap_open(db, &s) != 0)
+        _exit(1);
+    eng_close(db);
+}
+
+static void close_engine_under_batch(eng_db *db)
+{
+    eng_batch *b = NULL;
+    if (eng_batch_new(db, &b) != 0)
+        _exit(1);
+    eng_close(db);
+}
+
+static void test_closing_under_live_objects_aborts(void **state)
+{
+    eng_db *db = FX(state)->db;
+    assert_true(aborts(close_snapshot_under_iterator, db));
+    assert_true(aborts(close_engine_under_snapshot, db));
+    assert_true(aborts(close_engine_under_batch, db));
+}
+
 /* ---- errors ----------------------------------------------------------------------------- */
 
 static void test_rocks_errors_carry_rocksdb_message(void **state)
@@ -1390,6 +1442,7 @@ int main(void)
         BOTH(test_approximate_size_grows_with_data),
         BOTH(test_compaction_drops_deleted_data_but_not_snapshot_data),
         MEM(test_mem_drops_versions_no_view_can_see),
+        MEM(test_closing_under_live_objects_aborts),
         ROCKS(test_rocks_errors_carry_rocksdb_message),
         ROCKS(test_rocks_opens_database_with_extra_column_families),
         cmocka_unit_test(test_mem_allocation_failures_return_enomem),
