@@ -116,22 +116,23 @@ static enum MHD_Result send_response(struct MHD_Connection *c, http_response *rs
 {
     size_t len;
     uint8_t *data = tkv_buf_steal(&rs->body, &len);
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        len, data ? (void *)data : (void *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, data ? (void *)data : (void *)"",
+                                        data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (r == NULL) {
         tkv_free(data);
         return MHD_NO;
     }
-    MHD_add_response_header(r, "Content-Type", rs->content_type ? rs->content_type
-                                                                : "application/json");
+    MHD_add_response_header(r, "Content-Type",
+                            rs->content_type ? rs->content_type : "application/json");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)rs->status, r);
     MHD_destroy_response(r);
     return ret;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     (void)version;
     http_server *srv = cls;
@@ -175,8 +176,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
     }
     if (match == NULL) {
-        http_error(&rs, path_known ? 405 : 404,
-                   path_known ? "method not allowed" : "not found");
+        http_error(&rs, path_known ? 405 : 404, path_known ? "method not allowed" : "not found");
         return send_response(c, &rs);
     }
     char peer[64];
@@ -244,11 +244,9 @@ int http_server_start(const http_server_opts *opts, http_server **out, char *err
     unsigned threads = opts->threads ? opts->threads : 2;
     srv->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO, port, NULL, NULL,
-        on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)(opts->conn_timeout_s ? opts->conn_timeout_s : 30),
-        MHD_OPTION_CONNECTION_LIMIT,
+        on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+        threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)(opts->conn_timeout_s ? opts->conn_timeout_s : 30), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(opts->max_connections ? opts->max_connections : 256), MHD_OPTION_END);
     if (srv->daemon == NULL) {
         snprintf(errmsg, TKV_ERRMSG_LEN, "cannot listen on %s (address in use?)", opts->addr);

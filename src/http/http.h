@@ -30,13 +30,13 @@ typedef struct http_server http_server;
 
 /* A request as the handler sees it. All pointers are borrowed for the call. */
 typedef struct http_request {
-    const char *method;   /* "GET", "POST", ... */
-    const char *path;     /* decoded path without the query, e.g. "/pd/api/v1/store/1" */
-    const char *tail;     /* for prefix routes: the part of path after the route's prefix */
-    const uint8_t *body;  /* request body (NULL when empty) */
-    size_t body_len;      /* body length */
-    const char *peer;     /* client address "ip:port" */
-    void *conn_internal;  /* used by http_request_query(); do not touch */
+    const char *method;  /* "GET", "POST", ... */
+    const char *path;    /* decoded path without the query, e.g. "/pd/api/v1/store/1" */
+    const char *tail;    /* for prefix routes: the part of path after the route's prefix */
+    const uint8_t *body; /* request body (NULL when empty) */
+    size_t body_len;     /* body length */
+    const char *peer;    /* client address "ip:port" */
+    void *conn_internal; /* used by http_request_query(); do not touch */
 } http_request;
 
 /* A response the handler fills. status defaults to 200 and content_type to
@@ -59,21 +59,20 @@ typedef struct http_route {
 } http_route;
 
 typedef struct http_server_opts {
-    const char *addr;           /* "host:port"; port 0 picks a free port */
-    const http_route *routes;   /* copied at start */
+    const char *addr;         /* "host:port"; port 0 picks a free port */
+    const http_route *routes; /* copied at start */
     size_t nroutes;
-    void *ud;                   /* passed to every handler */
-    unsigned threads;           /* pool size; 0 means 2 */
-    size_t max_body_bytes;      /* larger bodies get 413; 0 means 8 MiB */
-    unsigned conn_timeout_s;    /* idle connection timeout; 0 means 30 */
-    unsigned max_connections;   /* 0 means 256 */
+    void *ud;                 /* passed to every handler */
+    unsigned threads;         /* pool size; 0 means 2 */
+    size_t max_body_bytes;    /* larger bodies get 413; 0 means 8 MiB */
+    unsigned conn_timeout_s;  /* idle connection timeout; 0 means 30 */
+    unsigned max_connections; /* 0 means 256 */
 } http_server_opts;
 
 /* Starts serving. Unknown paths answer 404 with a JSON error, a known path with another
  * method 405. Errors: -EINVAL (bad address), -EADDRINUSE, -ENOMEM, TKV_ECONFIG; @errmsg
  * (TKV_ERRMSG_LEN bytes) says why. */
-TKV_MUST_USE int http_server_start(const http_server_opts *opts, http_server **out,
-                                   char *errmsg);
+TKV_MUST_USE int http_server_start(const http_server_opts *opts, http_server **out, char *errmsg);
 /* Returns the port the server listens on. */
 uint16_t http_server_port(const http_server *srv);
 /* Stops accepting, waits for handlers in progress, frees the server. NULL is a no-op. */

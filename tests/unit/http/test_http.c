@@ -46,9 +46,8 @@ static char *roundtrip(uint16_t port, const char *req, size_t req_len)
 static char *get(uint16_t port, const char *method, const char *path, const char *body)
 {
     char req[1024];
-    int n = snprintf(req, sizeof(req),
-                     "%s %s HTTP/1.0\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s", method, path,
-                     body ? strlen(body) : 0, body ? body : "");
+    int n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s",
+                     method, path, body ? strlen(body) : 0, body ? body : "");
     return roundtrip(port, req, (size_t)n);
 }
 
@@ -57,8 +56,7 @@ static void h_hello(const http_request *rq, http_response *rs, void *ud)
     rs->content_type = "text/plain";
     const char *name = http_request_query(rq, "name");
     http_printf(rs, "hello %s from %s ud=%s", name ? name : "nobody",
-                strncmp(rq->peer, "127.0.0.1:", 10) == 0 ? "loopback" : rq->peer,
-                (const char *)ud);
+                strncmp(rq->peer, "127.0.0.1:", 10) == 0 ? "loopback" : rq->peer, (const char *)ud);
 }
 
 static void h_echo(const http_request *rq, http_response *rs, void *ud)

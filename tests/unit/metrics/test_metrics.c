@@ -52,7 +52,8 @@ static void test_counter_and_gauge_render_in_text_format(void **state)
                                  "# TYPE tikv_test_requests_total counter\n"));
     assert_non_null(strstr(text, "tikv_test_requests_total{type=\"raw_get\"} 3\n"));
     assert_non_null(strstr(text, "tikv_test_requests_total{type=\"raw\\\"put\"} 1\n"));
-    assert_non_null(strstr(text, "# TYPE tikv_test_region_count gauge\ntikv_test_region_count 5\n"));
+    assert_non_null(
+        strstr(text, "# TYPE tikv_test_region_count gauge\ntikv_test_region_count 5\n"));
     /* Families are sorted by name. */
     assert_true(strstr(text, "tikv_test_region_count") < strstr(text, "tikv_test_requests_total"));
     tkv_free(text);
@@ -101,7 +102,7 @@ static void test_reregistration_checks_shape(void **state)
     tkv_alloc_fault_clear();
 }
 
-#define THREADS 4
+#define THREADS    4
 #define PER_THREAD 100000
 
 static void *hammer(void *arg)
