@@ -15,6 +15,12 @@
 #include "base/log.h"
 #include "rpc/rpc_int.h"
 
+/* An idle pluck queue kept for the next blocking call. */
+typedef struct idle_cq {
+    struct idle_cq *next;
+    grpc_completion_queue *cq;
+} idle_cq;
+
 struct rpc_channel {
     rpc_channel *next;
     rpc_client *cl;
@@ -36,6 +42,7 @@ struct rpc_client {
     long n_asyncs;
     long n_streams;      /* alive */
     long n_user_streams; /* not yet freed by their owner */
+    idle_cq *idle_cqs;   /* pluck queues of finished blocking calls, reused */
     char errmsg[TKV_ERRMSG_LEN];
 };
 
@@ -223,6 +230,33 @@ static bool valid_method(const char *method)
 
 /* ---- blocking unary ------------------------------------------------------------------ */
 
+/* Returns a pluck queue for one blocking call: a finished call's queue holds no events, so
+ * reusing it saves creating one per call. */
+static grpc_completion_queue *take_pluck_cq(rpc_client *c, idle_cq **holder)
+{
+    pthread_mutex_lock(&c->mu);
+    idle_cq *q = c->idle_cqs;
+    if (q != NULL)
+        c->idle_cqs = q->next;
+    pthread_mutex_unlock(&c->mu);
+    if (q == NULL) {
+        q = tkv_malloc(sizeof(*q));
+        if (q == NULL)
+            return NULL;
+        q->cq = grpc_completion_queue_create_for_pluck(NULL);
+    }
+    *holder = q;
+    return q->cq;
+}
+
+static void give_pluck_cq(rpc_client *c, idle_cq *q)
+{
+    pthread_mutex_lock(&c->mu);
+    q->next = c->idle_cqs;
+    c->idle_cqs = q;
+    pthread_mutex_unlock(&c->mu);
+}
+
 int rpc_unary(rpc_channel *ch, const char *method, tkv_slice req, int64_t timeout_ms, tkv_buf *resp,
               rpc_status *st)
 {
@@ -230,7 +264,10 @@ int rpc_unary(rpc_channel *ch, const char *method, tkv_slice req, int64_t timeou
         return -EINVAL;
     if (rpc__on_cq_thread())
         return -EDEADLK;
-    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    idle_cq *holder;
+    grpc_completion_queue *cq = take_pluck_cq(ch->cl, &holder);
+    if (cq == NULL)
+        return -ENOMEM;
     grpc_call *call = create_call(ch, cq, method, timeout_ms);
     grpc_byte_buffer *send = rpc__bb_from_slice(req);
     grpc_byte_buffer *recv = NULL;
@@ -263,8 +300,7 @@ int rpc_unary(rpc_channel *ch, const char *method, tkv_slice req, int64_t timeou
         grpc_byte_buffer_destroy(recv);
     call_status_deinit(&cs);
     grpc_call_unref(call);
-    grpc_completion_queue_shutdown(cq);
-    grpc_completion_queue_destroy(cq);
+    give_pluck_cq(ch->cl, holder);
     return rc;
 }
 
@@ -771,6 +807,13 @@ void rpc_client_free(rpc_client *c)
         tkv_free(ch->target);
         tkv_free(ch);
         ch = next;
+    }
+    while (c->idle_cqs != NULL) {
+        idle_cq *q = c->idle_cqs;
+        c->idle_cqs = q->next;
+        grpc_completion_queue_shutdown(q->cq);
+        grpc_completion_queue_destroy(q->cq);
+        tkv_free(q);
     }
     rpc__cq_pool_deinit(&c->pool);
     grpc_channel_credentials_release(c->creds);
