@@ -1,0 +1,150 @@
+/*
+ * rpc_int.h: internals shared by the rpc module's files (not API).
+ *
+ * Completion-queue events carry an rpc__tag: a function pointer embedded in the object that
+ * started the batch; the completion-queue thread calls it with the batch's success flag.
+ * rpc__cq_pool runs one thread per completion queue. rpc__sendq serializes the sending side
+ * of a call (gRPC core allows one SEND_MESSAGE in flight per call). Credentials are built
+ * from PEM files here for both sides.
+ */
+#ifndef TKV_RPC_INT_H
+#define TKV_RPC_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+
+#include "rpc/rpc.h"
+
+/* ---- completion-queue events --------------------------------------------------------- */
+
+typedef struct rpc__tag rpc__tag;
+struct rpc__tag {
+    void (*fn)(rpc__tag *tag, bool ok);
+};
+
+#define RPC__CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* One thread per completion queue, each looping on grpc_completion_queue_next. */
+typedef struct rpc__cq_pool {
+    int n;
+    int started; /* threads running */
+    grpc_completion_queue **cqs;
+    pthread_t *threads;
+    atomic_uint next;
+} rpc__cq_pool;
+
+/* Creates @n completion queues (not yet polled). Errors: -ENOMEM (nothing left allocated). */
+int rpc__cq_pool_init(rpc__cq_pool *p, int n);
+/* Starts one polling thread per queue, named "<prefix><i>". Errors: -errno (threads already
+ * started keep running; rpc__cq_pool_deinit stops them). */
+int rpc__cq_pool_start(rpc__cq_pool *p, const char *prefix);
+/* Returns the next queue, round-robin. */
+grpc_completion_queue *rpc__cq_pool_pick(rpc__cq_pool *p);
+/* Shuts every queue down, lets its thread drain the remaining events, joins the threads and
+ * destroys the queues. */
+void rpc__cq_pool_deinit(rpc__cq_pool *p);
+
+/* True on a thread of any rpc completion-queue pool (blocking calls refuse to run there). */
+bool rpc__on_cq_thread(void);
+
+/* ---- byte buffers -------------------------------------------------------------------- */
+
+/* Returns a byte buffer holding a copy of @msg. */
+grpc_byte_buffer *rpc__bb_from_slice(tkv_slice msg);
+/* Returns a byte buffer holding the packed @msg. */
+grpc_byte_buffer *rpc__bb_from_msg(const ProtobufCMessage *msg);
+/* Reads @bb into one contiguous slice (*@out; grpc_slice_unref it). Errors: TKV_ECORRUPT
+ * (decompression failed). */
+int rpc__bb_read(grpc_byte_buffer *bb, grpc_slice *out);
+/* Returns a tkv_slice over a grpc_slice. */
+static inline tkv_slice rpc__slice(grpc_slice s)
+{
+    return tkv_slice_of(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+}
+
+/* ---- send queue ---------------------------------------------------------------------- */
+
+typedef struct rpc__sq_item {
+    struct rpc__sq_item *next;
+    grpc_byte_buffer *bb;
+} rpc__sq_item;
+
+/* The sending side of one call. Every function runs under the owner's mutex. Server calls
+ * end with a status (send_status_from_server), client streams with a half-close. */
+typedef struct rpc__sendq {
+    bool server;
+    bool md_sent;     /* server: initial metadata went out */
+    bool in_flight;   /* a send batch is running */
+    bool end_queued;  /* a status / half-close was queued */
+    bool end_started; /* ... and its batch started */
+    bool broken;      /* a send failed: the call is dead, everything queued was dropped */
+    rpc__sq_item *head, *tail;
+    size_t len;
+    grpc_byte_buffer *flight_bb;
+    grpc_status_code end_code;
+    grpc_slice end_details;
+} rpc__sendq;
+
+void rpc__sendq_init(rpc__sendq *q, bool server);
+/* Drops everything still queued (the call is gone). */
+void rpc__sendq_deinit(rpc__sendq *q);
+/* Queues @bb (ownership passes to the queue). Errors: -ENOMEM (@bb destroyed). */
+int rpc__sendq_push(rpc__sendq *q, grpc_byte_buffer *bb);
+/* Queues the end of the sending side (status for servers). */
+void rpc__sendq_end(rpc__sendq *q, grpc_status_code code, const char *details);
+/* Starts the next batch on @call when none is running and there is work; returns true when
+ * a batch started (the caller then holds one more pending-op reference). */
+bool rpc__sendq_kick(rpc__sendq *q, grpc_call *call, rpc__tag *tag);
+/* Records the completion of the running batch; a failed batch breaks the queue. */
+void rpc__sendq_done(rpc__sendq *q, bool ok);
+/* Drops queued messages and marks the queue broken (cancellation). */
+void rpc__sendq_break(rpc__sendq *q);
+
+/* ---- credentials and channel args ---------------------------------------------------- */
+
+/* Returns true when @tls asks for TLS (non-NULL with any path set). */
+bool rpc__tls_enabled(const rpc_tls *tls);
+/* Builds server credentials from @tls (plaintext when disabled) into *@out.
+ * Errors: TKV_ECONFIG with the reason in @err. */
+int rpc__server_creds(const rpc_tls *tls, grpc_server_credentials **out, char *err, size_t errlen);
+/* Builds channel credentials from @tls (plaintext when disabled) into *@out.
+ * Errors: TKV_ECONFIG with the reason in @err. */
+int rpc__channel_creds(const rpc_tls *tls, grpc_channel_credentials **out, char *err,
+                       size_t errlen);
+
+/* A small builder for integer channel arguments (keys are static strings). */
+typedef struct rpc__args {
+    grpc_arg arg[16];
+    grpc_channel_args args;
+} rpc__args;
+
+void rpc__args_init(rpc__args *a);
+void rpc__args_int(rpc__args *a, const char *key, int value);
+/* Adds what servers and clients share: message size limits (<= 0: unlimited) and keepalive
+ * pings (time <= 0: off). */
+void rpc__args_common(rpc__args *a, int max_recv, int max_send, int keepalive_time_ms,
+                      int keepalive_timeout_ms);
+
+/* ---- waiting ------------------------------------------------------------------------- */
+
+/* Waits once on @cv (holding @mu) until woken or @deadline_ms (monotonic; UINT64_MAX: no
+ * deadline). Returns false when the deadline had already passed (no wait happened). */
+bool rpc__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t deadline_ms);
+/* Returns the monotonic deadline @timeout_ms from now; UINT64_MAX when @timeout_ms < 0. */
+uint64_t rpc__deadline_after(int64_t timeout_ms);
+
+/* ---- status -------------------------------------------------------------------------- */
+
+/* Fills @st from a finished client call's status code, details and debug string. */
+void rpc__status_from_call(rpc_status *st, grpc_status_code code, grpc_slice details,
+                           const char *error_string);
+
+/* Returns a monotonic deadline @timeout_ms from now, or infinity when <= 0. */
+gpr_timespec rpc__deadline(int64_t timeout_ms);
+
+#endif /* TKV_RPC_INT_H */
