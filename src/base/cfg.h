@@ -88,7 +88,8 @@ void tkv_cfg_free(tkv_cfg_doc *doc);
  * The value replaces any value at that path (a table too) and missing tables are created.
  * Values set here report "--set:1:column" as their origin.
  * Errors: TKV_ECONFIG (bad syntax; a part of the path that is a non-table value or an array
- * of tables), -ENOMEM. On error @doc is unchanged. Thread: changes @doc. */
+ * of tables), TKV_ETOOLARGE (longer than TKV_CFG_MAX_TEXT_LEN), -ENOMEM. On error the values of
+ * @doc are unchanged. Thread: changes @doc. */
 TKV_MUST_USE int tkv_cfg_set(tkv_cfg_doc *doc, const char *assignment, char *errmsg);
 
 /* Writes @doc as TOML to @out (appending): plain keys first, then a [header] per table and

@@ -1256,8 +1256,12 @@ int tkv_cfg_set(tkv_cfg_doc *doc, const char *assignment, char *errmsg)
         return -ENOMEM;
     }
     size_t len = strlen(assignment);
-    if (len > TKV_CFG_MAX_TEXT_LEN)
+    if (len > TKV_CFG_MAX_TEXT_LEN) {
+        if (errmsg != NULL)
+            snprintf(errmsg, TKV_ERRMSG_LEN, "--set: larger than %u bytes",
+                     (unsigned)TKV_CFG_MAX_TEXT_LEN);
         return TKV_ETOOLARGE;
+    }
     parser p;
     parser_init(&p, assignment, len, origin, errmsg);
     p.root = p.cur = doc->root;
