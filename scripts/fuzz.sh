@@ -8,7 +8,8 @@
 # into a seed and a unit test). tests/fuzz/TARGET.dict is used when it exists.
 # Environment:
 #   FUZZ_MERGE=1   afterwards, merge build-fuzz/corpus/TARGET into the committed seeds, adding
-#                  only inputs that bring new coverage (libFuzzer -merge=1)
+#                  only inputs that reach new edges (libFuzzer -merge=1 -use_counters=0, which
+#                  keeps the committed corpus small: hit counts alone do not earn a seed)
 #   FUZZ_ARGS      extra libFuzzer flags, e.g. FUZZ_ARGS="-max_len=8192"
 # Needs clang and its runtime (Debian: clang libclang-rt-14-dev).
 set -euo pipefail
@@ -52,7 +53,7 @@ echo "fuzz: $target for ${secs}s (corpus $work, seeds $seeds)"
 
 if [ "${FUZZ_MERGE:-0}" = 1 ]; then
     before=$(find "$seeds" -type f | wc -l)
-    "build-fuzz/bin/fuzz-$target" -merge=1 "$seeds" "$work"
+    "build-fuzz/bin/fuzz-$target" -merge=1 -use_counters=0 "$seeds" "$work"
     after=$(find "$seeds" -type f | wc -l)
     echo "fuzz: merge added $((after - before)) seeds to $seeds"
 fi

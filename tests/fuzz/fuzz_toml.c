@@ -229,7 +229,7 @@ static void check_escapes(const uint8_t *data, size_t size)
     tkv_buf_init(&body);
     tkv_buf_init(&text);
     tkv_buf_init(&want);
-    for (size_t i = 0; i < size && i < 1024; i++) {
+    for (size_t i = 0; i < size && i < 256; i++) {
         uint32_t cp = data[i];
         if (cp >= 0xF0 && i + 2 < size) {
             cp = ((((uint32_t)data[i] & 0x0F) << 16) | ((uint32_t)data[i + 1] << 8) | data[i + 2]) %
