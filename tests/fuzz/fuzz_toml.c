@@ -13,7 +13,9 @@
  *   - with allocation failing after N allocations (N from the input), parsing returns the same
  *     result or -ENOMEM, and leaks nothing;
  *   - the first line, applied as a --set override to an empty document, succeeds only when the
- *     same line parses as a document, and gives the same data;
+ *     same line parses as a document, and gives the same data; the last line, applied to the
+ *     parsed document, changes nothing when it fails, and when it succeeds leaves a document
+ *     that still writes and reparses equal and does not change when the override is repeated;
  *   - read as code points (bytes below 0xF0 stand for themselves, 0xF0-0xFF start a 3-byte
  *     code point), the input written as \u and \U escapes into a quoted key and a string
  *     parses to exactly their UTF-8 encoding, and survives a dump and a reparse. Random bytes
@@ -74,24 +76,46 @@ static bool put_path_part(tkv_buf *path, const char *k, size_t n)
     return tkv_buf_append(path, k, n) == 0 && tkv_buf_append_u8(path, '\'') == 0;
 }
 
-/* Every key reached by iteration is reached again by path (up to a budget of lookups). */
+static bool is_bare_key(const char *k, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = k[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Every key reached by iteration is reached again by path (up to a budget of lookups): by
+ * its quoted path, and by its plain dotted path when every part is a bare key. */
 static void check_lookups(const tkv_cfg_value *root, const tkv_cfg_value *t, tkv_buf *path,
-                          int *budget)
+                          tkv_buf *plain, bool plain_ok, int *budget)
 {
     for (size_t i = 0; i < tkv_cfg_len(t) && *budget > 0; i++) {
         size_t klen;
         const char *k = tkv_cfg_key_at(t, i, &klen);
         const tkv_cfg_value *v = tkv_cfg_at(t, i);
         FUZZ_CHECK(k != NULL && v != NULL);
-        size_t saved = path->len;
+        size_t saved = path->len, saved_plain = plain->len;
+        bool bare = plain_ok && is_bare_key(k, klen);
+        if (bare) {
+            FUZZ_CHECK(plain->len == 0 || tkv_buf_append_u8(plain, '.') == 0);
+            FUZZ_CHECK(tkv_buf_append(plain, k, klen) == 0 && tkv_buf_append_u8(plain, 0) == 0);
+            FUZZ_CHECK(tkv_cfg_lookup(root, (const char *)plain->data) == v);
+            plain->len--;
+        }
         if (put_path_part(path, k, klen) && tkv_buf_append_u8(path, 0) == 0) {
             (*budget)--;
             FUZZ_CHECK(tkv_cfg_lookup(root, (const char *)path->data) == v);
             path->len--;
             if (tkv_cfg_type_of(v) == TKV_CFG_TABLE)
-                check_lookups(root, v, path, budget);
+                check_lookups(root, v, path, plain, bare, budget);
         }
         path->len = saved;
+        plain->len = saved_plain;
     }
 }
 
@@ -167,14 +191,23 @@ static void check_oom(const uint8_t *data, size_t size, const tkv_cfg_doc *doc, 
 }
 
 /* The first line as an override must agree with the same line parsed as a document. */
-static void check_override(const uint8_t *data, size_t size)
+/* Copies the line of @data starting at @start (up to 512 bytes, no NUL) into @line. */
+static size_t take_line(const uint8_t *data, size_t size, size_t start, char line[513])
 {
     size_t n = 0;
-    while (n < size && n < 512 && data[n] != '\n' && data[n] != '\0')
+    while (start + n < size && n < 512 && data[start + n] != '\n' && data[start + n] != '\0')
         n++;
-    char line[513];
-    memcpy(line, data, n);
+    memcpy(line, data + start, n);
     line[n] = '\0';
+    return n;
+}
+
+/* The first line, as an override on an empty document, must agree with the same line parsed
+ * as a document. */
+static void check_override(const uint8_t *data, size_t size)
+{
+    char line[513];
+    size_t n = take_line(data, size, 0, line);
     tkv_cfg_doc *doc;
     FUZZ_CHECK(tkv_cfg_new(&doc) == 0);
     char err[TKV_ERRMSG_LEN];
@@ -192,6 +225,41 @@ static void check_override(const uint8_t *data, size_t size)
         FUZZ_CHECK(tkv_cfg_len(tkv_cfg_root(doc)) == 0);
     }
     tkv_cfg_free(doc);
+}
+
+/* The last line, as an override on the parsed document @doc: a failure changes nothing, a
+ * success leaves a document that still writes and reparses equal, and is idempotent. */
+static void check_override_on(tkv_cfg_doc *doc, const uint8_t *data, size_t size)
+{
+    size_t start = size;
+    while (start > 0 && data[start - 1] == '\n')
+        start--;
+    while (start > 0 && data[start - 1] != '\n')
+        start--;
+    char line[513];
+    take_line(data, size, start, line);
+    int rc;
+    char err[TKV_ERRMSG_LEN];
+    tkv_cfg_doc *before = parse(data, size, &rc, err);
+    FUZZ_CHECK(rc == 0);
+    rc = tkv_cfg_set(doc, line, err);
+    FUZZ_CHECK(rc == 0 || rc == TKV_ECONFIG);
+    if (rc != 0) {
+        FUZZ_CHECK(tkv_cfg_equal(tkv_cfg_root(doc), tkv_cfg_root(before)));
+    } else {
+        check_round_trip(doc);
+        /* A snapshot of the changed document, to compare the repeated override with. */
+        tkv_buf text;
+        tkv_buf_init(&text);
+        FUZZ_CHECK(tkv_cfg_dump(doc, &text) == 0);
+        tkv_cfg_free(before);
+        before = parse(text.data, text.len, &rc, err);
+        FUZZ_CHECK(rc == 0);
+        tkv_buf_deinit(&text);
+        FUZZ_CHECK(tkv_cfg_set(doc, line, err) == 0);
+        FUZZ_CHECK(tkv_cfg_equal(tkv_cfg_root(doc), tkv_cfg_root(before)));
+    }
+    tkv_cfg_free(before);
 }
 
 /* Appends the UTF-8 encoding of @cp (a Unicode scalar value). Kept apart from the parser's own
@@ -279,14 +347,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(rc != -ENOMEM);
     if (doc != NULL) {
         check_round_trip(doc);
-        tkv_buf path;
+        tkv_buf path, plain;
         tkv_buf_init(&path);
+        tkv_buf_init(&plain);
         int budget = 256;
-        check_lookups(tkv_cfg_root(doc), tkv_cfg_root(doc), &path, &budget);
+        check_lookups(tkv_cfg_root(doc), tkv_cfg_root(doc), &path, &plain, true, &budget);
         tkv_buf_deinit(&path);
+        tkv_buf_deinit(&plain);
         check_bind(doc);
     }
     check_oom(data, size, doc, rc, err);
+    if (doc != NULL)
+        check_override_on(doc, data, size);
     check_override(data, size);
     check_escapes(data, size);
     tkv_cfg_free(doc);

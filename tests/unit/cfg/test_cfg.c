@@ -521,6 +521,38 @@ static void test_nesting_depth_is_bounded_without_recursing_unboundedly(void **s
     assert_string_equal(err, "d:1:130: key has more than 64 parts");
 }
 
+static void test_nesting_depth_counts_arrays_of_tables_and_header_paths(void **state)
+{
+    (void)state;
+    tkv_cfg_doc *doc;
+    char err[TKV_ERRMSG_LEN];
+    /* Each [[a.a...]] level adds an array and a table: level 32 reaches depth 64. */
+    tkv_buf text;
+    tkv_buf_init(&text);
+    for (int level = 1; level <= 33; level++) {
+        assert_int_equal(tkv_buf_append(&text, "[[a", 3), 0);
+        for (int i = 1; i < level; i++)
+            assert_int_equal(tkv_buf_append(&text, ".a", 2), 0);
+        assert_int_equal(tkv_buf_append(&text, "]]\n", 3), 0);
+        if (level == 32) {
+            assert_int_equal(tkv_cfg_parse((const char *)text.data, text.len, "t", &doc, err), 0);
+            assert_round_trips(doc);
+            tkv_cfg_free(doc);
+        }
+    }
+    assert_int_equal(tkv_cfg_parse((const char *)text.data, text.len, "t", &doc, err), TKV_ECONFIG);
+    assert_string_equal(err, "t:33:1: tables nested deeper than 64 levels");
+    /* A header path below an array-of-tables element: x's element is at depth 2. */
+    tkv_buf_reset(&text);
+    assert_int_equal(tkv_buf_append(&text, "[[x]]\n[x", 8), 0);
+    for (int i = 0; i < 63; i++)
+        assert_int_equal(tkv_buf_append(&text, ".a", 2), 0);
+    assert_int_equal(tkv_buf_append(&text, "]\n", 2), 0);
+    assert_int_equal(tkv_cfg_parse((const char *)text.data, text.len, "t", &doc, err), TKV_ECONFIG);
+    assert_string_equal(err, "t:2:128: tables nested deeper than 64 levels");
+    tkv_buf_deinit(&text);
+}
+
 static void test_too_large_input_is_rejected_before_parsing(void **state)
 {
     (void)state;
@@ -1270,6 +1302,7 @@ int main(void)
         cmocka_unit_test(test_parse_errors_name_line_column_and_cause),
         cmocka_unit_test(test_error_columns_count_characters_not_bytes),
         cmocka_unit_test(test_nesting_depth_is_bounded_without_recursing_unboundedly),
+        cmocka_unit_test(test_nesting_depth_counts_arrays_of_tables_and_header_paths),
         cmocka_unit_test(test_too_large_input_is_rejected_before_parsing),
         cmocka_unit_test(test_dump_writes_headers_and_reparses_equal),
         cmocka_unit_test(test_equal_compares_data_not_layout),
