@@ -7,7 +7,7 @@
 JOBS      ?= 2
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo Ninja || echo "Unix Makefiles")
 CMAKE_GEN := -G "$(GENERATOR)"
-SOURCES    = $(shell git ls-files '*.c' '*.h' 2>/dev/null | grep -v '^tests/fuzz/corpus/')
+SOURCES    = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null | grep -v '^tests/fuzz/corpus/')
 
 .PHONY: all deps build build-asan test playground bench format check-format clean
 

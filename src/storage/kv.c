@@ -66,8 +66,7 @@ static Errorpb__Error *finish(Errorpb__Error *e)
 Errorpb__Error *stor_rerr_not_leader(uint64_t region_id, const Metapb__Peer *leader)
 {
     char msg[96];
-    snprintf(msg, sizeof(msg), "peer is not leader for region %llu",
-             (unsigned long long)region_id);
+    snprintf(msg, sizeof(msg), "peer is not leader for region %llu", (unsigned long long)region_id);
     Errorpb__NotLeader nl = ERRORPB__NOT_LEADER__INIT;
     nl.region_id = region_id;
     nl.leader = (Metapb__Peer *)leader;

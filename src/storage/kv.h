@@ -61,10 +61,10 @@ typedef struct stor_ctx {
     bool has_peer; /* peer present: store_id checked (StoreNotMatch) */
     uint64_t peer_id;
     uint64_t store_id;
-    uint64_t term;         /* leader term the client believes in (0: not checked) */
-    bool replica_read;     /* read from this replica through ReadIndex (follower read) */
-    bool stale_read;       /* stale read (not supported: answered like a replica read) */
-    uint64_t deadline_ms;  /* monotonic deadline (tkv_clock_mono_ms), 0 for none */
+    uint64_t term;        /* leader term the client believes in (0: not checked) */
+    bool replica_read;    /* read from this replica through ReadIndex (follower read) */
+    bool stale_read;      /* stale read (not supported: answered like a replica read) */
+    uint64_t deadline_ms; /* monotonic deadline (tkv_clock_mono_ms), 0 for none */
 } stor_ctx;
 
 /* Fills @c from the protobuf context @pb (NULL gives an empty context) and sets the
@@ -167,8 +167,8 @@ TKV_MUST_USE static inline int stor_kv_write(stor_kv *kv, const stor_ctx *ctx,
 
 /* Asks for a linearizable read view of the region named by @ctx (lease read on the leader,
  * ReadIndex otherwise or for replica reads). Same acceptance contract as stor_kv_write. */
-TKV_MUST_USE static inline int stor_kv_snapshot(stor_kv *kv, const stor_ctx *ctx,
-                                                stor_snap_cb cb, void *ud)
+TKV_MUST_USE static inline int stor_kv_snapshot(stor_kv *kv, const stor_ctx *ctx, stor_snap_cb cb,
+                                                void *ud)
 {
     return kv->ops->snapshot(kv->impl, ctx, cb, ud);
 }
@@ -208,8 +208,8 @@ TKV_MUST_USE int stor_snap_get(const stor_snap *s, eng_cf cf, tkv_slice key, tkv
 /* Creates an iterator over storage keys of @cf in [@lower, @upper) intersected with the
  * region (an empty bound means the region's bound). Keys it returns have no prefix.
  * Errors: -EINVAL, -ENOMEM. */
-TKV_MUST_USE int stor_snap_iter_new(const stor_snap *s, eng_cf cf, tkv_slice lower,
-                                    tkv_slice upper, stor_iter **out);
+TKV_MUST_USE int stor_snap_iter_new(const stor_snap *s, eng_cf cf, tkv_slice lower, tkv_slice upper,
+                                    stor_iter **out);
 
 /* Iterator moves; each returns whether the iterator is valid. Seeks take storage keys. */
 bool stor_iter_seek(stor_iter *it, tkv_slice key);

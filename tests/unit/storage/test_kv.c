@@ -48,8 +48,12 @@ static int setup(void **state)
     assert_int_equal(eng_mem_open(NULL, &f->db), 0);
     stor_kv_local_opts o = {.region_id = 7, .store_id = 3};
     assert_int_equal(stor_kv_local_new(f->db, &o, &f->kv), 0);
-    f->ctx = (stor_ctx){.region_id = 7, .has_epoch = true, .conf_ver = 1, .version = 1,
-                        .has_peer = true, .store_id = 3};
+    f->ctx = (stor_ctx){.region_id = 7,
+                        .has_epoch = true,
+                        .conf_ver = 1,
+                        .version = 1,
+                        .has_peer = true,
+                        .store_id = 3};
     *state = f;
     return 0;
 }
@@ -65,7 +69,9 @@ static int teardown(void **state)
 
 static void put(fixture *f, const char *k, const char *v)
 {
-    stor_modify m = {.op = STOR_MODIFY_PUT, .cf = ENG_CF_DEFAULT, .key = tkv_slice_str(k),
+    stor_modify m = {.op = STOR_MODIFY_PUT,
+                     .cf = ENG_CF_DEFAULT,
+                     .key = tkv_slice_str(k),
                      .value = tkv_slice_str(v)};
     result r = {0};
     assert_int_equal(stor_kv_write(f->kv, &f->ctx, &m, 1, on_write, &r), 0);
@@ -126,9 +132,9 @@ static void test_batch_with_delete_and_delete_range(void **state)
     assert_int_equal(r.rc, 0);
     stor_snap *s = snap(f);
     stor_iter *it;
-    assert_int_equal(stor_snap_iter_new(s, ENG_CF_DEFAULT, tkv_slice_of(NULL, 0),
-                                        tkv_slice_of(NULL, 0), &it),
-                     0);
+    assert_int_equal(
+        stor_snap_iter_new(s, ENG_CF_DEFAULT, tkv_slice_of(NULL, 0), tkv_slice_of(NULL, 0), &it),
+        0);
     assert_true(stor_iter_seek_to_first(it));
     assert_true(tkv_slice_eq(stor_iter_key(it), tkv_slice_str("d")));
     assert_false(stor_iter_next(it));
@@ -136,21 +142,25 @@ static void test_batch_with_delete_and_delete_range(void **state)
     stor_iter_free(it);
     stor_snap_release(s);
     /* A range to an empty end deletes to the end of the region. */
-    stor_modify all = {.op = STOR_MODIFY_DELETE_RANGE, .cf = ENG_CF_DEFAULT,
-                       .key = tkv_slice_of(NULL, 0), .end_key = tkv_slice_of(NULL, 0)};
+    stor_modify all = {.op = STOR_MODIFY_DELETE_RANGE,
+                       .cf = ENG_CF_DEFAULT,
+                       .key = tkv_slice_of(NULL, 0),
+                       .end_key = tkv_slice_of(NULL, 0)};
     assert_int_equal(stor_kv_write(f->kv, &f->ctx, &all, 1, on_write, &r), 0);
     s = snap(f);
-    assert_int_equal(stor_snap_iter_new(s, ENG_CF_DEFAULT, tkv_slice_of(NULL, 0),
-                                        tkv_slice_of(NULL, 0), &it),
-                     0);
+    assert_int_equal(
+        stor_snap_iter_new(s, ENG_CF_DEFAULT, tkv_slice_of(NULL, 0), tkv_slice_of(NULL, 0), &it),
+        0);
     assert_false(stor_iter_seek_to_first(it));
     stor_iter_free(it);
     stor_snap_release(s);
     /* Malformed batches are not accepted and the callback does not run. */
     r.calls = 0;
     assert_int_equal(stor_kv_write(f->kv, &f->ctx, m, 0, on_write, &r), -EINVAL);
-    stor_modify inverted = {.op = STOR_MODIFY_DELETE_RANGE, .cf = ENG_CF_DEFAULT,
-                            .key = tkv_slice_str("z"), .end_key = tkv_slice_str("a")};
+    stor_modify inverted = {.op = STOR_MODIFY_DELETE_RANGE,
+                            .cf = ENG_CF_DEFAULT,
+                            .key = tkv_slice_str("z"),
+                            .end_key = tkv_slice_str("a")};
     assert_int_equal(stor_kv_write(f->kv, &f->ctx, &inverted, 1, on_write, &r), -EINVAL);
     assert_int_equal(r.calls, 0);
 }
@@ -158,7 +168,9 @@ static void test_batch_with_delete_and_delete_range(void **state)
 static void test_context_checks_answer_region_errors(void **state)
 {
     fixture *f = *state;
-    stor_modify m = {.op = STOR_MODIFY_PUT, .cf = ENG_CF_DEFAULT, .key = tkv_slice_str("k"),
+    stor_modify m = {.op = STOR_MODIFY_PUT,
+                     .cf = ENG_CF_DEFAULT,
+                     .key = tkv_slice_str("k"),
                      .value = tkv_slice_str("v")};
     result r = {0};
     stor_ctx c = f->ctx;
@@ -203,13 +215,11 @@ static void test_iterator_is_clipped_to_region(void **state)
     assert_int_equal(eng_batch_new(db, &b), 0);
     const char *keys[] = {"za", "zb", "zc", "zd", "ze"};
     for (size_t i = 0; i < 5; i++)
-        assert_int_equal(
-            eng_batch_put(b, ENG_CF_WRITE, tkv_slice_str(keys[i]), tkv_slice_str("v")), 0);
+        assert_int_equal(eng_batch_put(b, ENG_CF_WRITE, tkv_slice_str(keys[i]), tkv_slice_str("v")),
+                         0);
     /* A local key (0x01 prefix) and a key past every data key must never show up. */
-    assert_int_equal(eng_batch_put(b, ENG_CF_WRITE, tkv_slice_str("\x01x"), tkv_slice_str("v")),
-                     0);
-    assert_int_equal(eng_batch_put(b, ENG_CF_WRITE, tkv_slice_str("{x"), tkv_slice_str("v")),
-                     0);
+    assert_int_equal(eng_batch_put(b, ENG_CF_WRITE, tkv_slice_str("\x01x"), tkv_slice_str("v")), 0);
+    assert_int_equal(eng_batch_put(b, ENG_CF_WRITE, tkv_slice_str("{x"), tkv_slice_str("v")), 0);
     assert_int_equal(eng_write(db, b, false), 0);
     eng_batch_free(b);
 
@@ -225,9 +235,8 @@ static void test_iterator_is_clipped_to_region(void **state)
     assert_true(stor_snap_key_in_region(s, tkv_slice_str("b")));
     assert_false(stor_snap_key_in_region(s, tkv_slice_str("d")));
     stor_iter *it;
-    assert_int_equal(stor_snap_iter_new(s, ENG_CF_WRITE, tkv_slice_str("a"),
-                                        tkv_slice_str("z"), &it),
-                     0);
+    assert_int_equal(
+        stor_snap_iter_new(s, ENG_CF_WRITE, tkv_slice_str("a"), tkv_slice_str("z"), &it), 0);
     assert_true(stor_iter_seek_to_first(it));
     assert_true(tkv_slice_eq(stor_iter_key(it), tkv_slice_str("b")));
     assert_true(stor_iter_next(it));
@@ -241,9 +250,8 @@ static void test_iterator_is_clipped_to_region(void **state)
     stor_snap *s2;
     assert_int_equal(eng_snap_open(db, &es), 0);
     assert_int_equal(stor_snap_new(es, &region, &s2), 0);
-    assert_int_equal(stor_snap_iter_new(s2, ENG_CF_WRITE, tkv_slice_of(NULL, 0),
-                                        tkv_slice_of(NULL, 0), &it),
-                     0);
+    assert_int_equal(
+        stor_snap_iter_new(s2, ENG_CF_WRITE, tkv_slice_of(NULL, 0), tkv_slice_of(NULL, 0), &it), 0);
     int n = 0;
     for (bool ok = stor_iter_seek_to_first(it); ok; ok = stor_iter_next(it))
         n++;
@@ -323,8 +331,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_local_write_is_visible_with_data_prefix, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_batch_with_delete_and_delete_range, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_context_checks_answer_region_errors, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_context_checks_answer_region_errors, setup, teardown),
         cmocka_unit_test(test_iterator_is_clipped_to_region),
         cmocka_unit_test(test_region_errors_pack_as_errorpb),
     };
