@@ -189,7 +189,10 @@ typedef enum rpc_method_type {
 /* A method's handler. Callbacks run on the call's completion-queue thread (see Threads).
  *   on_request:    required. Unary and server-streaming: called once with the request, and
  *                  the handler owns the call from here. Client-streaming and bidi: called
- *                  for each request message, in order.
+ *                  for each request message, in order; once the handler finished the call
+ *                  no further message is delivered, except one that raced with a finish
+ *                  made on another thread (the call stays valid for that callback and its
+ *                  sends return TKV_ECLOSED).
  *   on_open:       required for client-streaming and bidi, unused otherwise: the call
  *                  arrived, before any message; the handler owns the call from here.
  *   on_half_close: required for client-streaming and bidi: the client sent its last
@@ -303,9 +306,9 @@ TKV_MUST_USE int rpc_call_send_msg(rpc_call *call, const ProtobufCMessage *msg);
 void rpc_call_finish(rpc_call *call, rpc_code code, const char *message);
 
 /* Sends @msg as the response and ends the call with OK (one message + status in one write);
- * the handler's ownership ends as with rpc_call_finish. When the message cannot be queued
- * (out of memory) the call ends with INTERNAL instead and -ENOMEM is returned.
- * Thread: any. */
+ * the handler's ownership ends as with rpc_call_finish, whatever the result. Errors:
+ * TKV_ECLOSED (the call was cancelled: nothing is sent), -ENOMEM (the call ends with INTERNAL
+ * instead). Thread: any. */
 TKV_MUST_USE int rpc_call_reply(rpc_call *call, tkv_slice msg);
 /* As rpc_call_reply, with a protobuf-c message. */
 TKV_MUST_USE int rpc_call_reply_msg(rpc_call *call, const ProtobufCMessage *msg);

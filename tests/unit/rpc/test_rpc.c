@@ -209,6 +209,16 @@ static void test_client_cancel_reaches_the_handler(void **state)
     assert_int_equal(st.code, RPC_CANCELLED);
     assert_int_equal(rpc_stream_send(s, tkv_slice_str("late")), TKV_ECLOSED);
     rpc_stream_free(s);
+
+    /* Freeing a stream whose read timed out (the receive is still pending) cancels it. */
+    assert_int_equal(rpc_stream_open(chan(c, &f, 0), "/test.Svc/HoldStream", 0, NULL, &s), 0);
+    assert_true(fix_wait_count(&f, &f.n_arrived, 2));
+    tkv_buf msg;
+    tkv_buf_init(&msg);
+    assert_int_equal(rpc_stream_read(s, 20, &msg, &st), -ETIMEDOUT);
+    rpc_stream_free(s);
+    assert_true(fix_wait_count(&f, &f.n_cancelled, 2));
+    tkv_buf_deinit(&msg);
     rpc_client_free(c);
     fix_stop(&f, 1000);
 }
@@ -561,9 +571,14 @@ static void probe_on_done(rpc_stream *s, const rpc_status *st, void *ud)
     pthread_mutex_unlock(&p->mu);
 }
 
-static rpc_stream *open_count(rpc_channel *ch, uint64_t n, cb_probe *p)
+/* Opens a callback-mode stream that asks Count for @n messages; @free_at and @free_in_done
+ * are set before the stream opens, since callbacks read them. */
+static rpc_stream *open_count(rpc_channel *ch, uint64_t n, cb_probe *p, int free_at,
+                              bool free_in_done)
 {
     memset(p, 0, sizeof(*p));
+    p->free_at = free_at;
+    p->free_in_done = free_in_done;
     assert_int_equal(pthread_mutex_init(&p->mu, NULL), 0);
     assert_int_equal(pthread_cond_init(&p->cv, NULL), 0);
     rpc_stream_cbs cbs = {.on_message = probe_on_message, .on_done = probe_on_done, .ud = p};
@@ -586,7 +601,7 @@ static void test_streams_can_be_freed_from_their_own_callbacks(void **state)
 
     /* Waiting in callback mode sees every message first. */
     cb_probe a;
-    rpc_stream *s = open_count(ch, 10, &a);
+    rpc_stream *s = open_count(ch, 10, &a, 0, false);
     rpc_status st;
     assert_int_equal(rpc_stream_wait(s, FIX_TIMEOUT_MS, &st), 0);
     assert_int_equal(st.code, RPC_OK);
@@ -596,12 +611,11 @@ static void test_streams_can_be_freed_from_their_own_callbacks(void **state)
 
     /* Freed from on_message: no callback follows, not even on_done. */
     cb_probe b;
-    s = open_count(ch, 1000, &b);
-    b.free_at = 5;
+    s = open_count(ch, 1000, &b, 5, false);
     /* Freed from on_done. */
     cb_probe d;
-    rpc_stream *s2 = open_count(ch, 3, &d);
-    d.free_in_done = true;
+    rpc_stream *self_freeing = open_count(ch, 3, &d, 0, true); /* on_done frees it */
+    assert_non_null(self_freeing);
     struct timespec dl = fix_abs_deadline(FIX_TIMEOUT_MS);
     pthread_mutex_lock(&d.mu);
     while (!d.done && pthread_cond_timedwait(&d.cv, &d.mu, &dl) == 0) {
@@ -610,7 +624,6 @@ static void test_streams_can_be_freed_from_their_own_callbacks(void **state)
     assert_int_equal(d.st.code, RPC_OK);
     assert_int_equal(d.seen, 3);
     pthread_mutex_unlock(&d.mu);
-    (void)s2;
 
     /* Async calls still in flight are cancelled by rpc_client_free. */
     rpc_client *c2 = new_client(NULL, 0);
