@@ -270,8 +270,11 @@ static void count(rpc_call *call, tkv_slice req, void *ud)
 
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
-void fix_start(fixture *f, const rpc_tls *tls, int max_recv, const char *const *allowed_cn)
+void fix_start(fixture *f, const fix_cfg *cfg)
 {
+    static const fix_cfg defaults;
+    if (cfg == NULL)
+        cfg = &defaults;
     memset(f, 0, sizeof(*f));
     assert_int_equal(pthread_mutex_init(&f->mu, NULL), 0);
     assert_int_equal(pthread_cond_init(&f->cv, NULL), 0);
@@ -279,9 +282,11 @@ void fix_start(fixture *f, const rpc_tls *tls, int max_recv, const char *const *
     rpc_server_opts_init(&o);
     o.addr = "127.0.0.1:0";
     o.cq_threads = 2;
-    o.max_recv_msg_bytes = max_recv;
-    o.tls = tls;
-    o.cert_allowed_cn = allowed_cn;
+    o.max_recv_msg_bytes = cfg->max_recv;
+    o.tls = cfg->tls;
+    o.cert_allowed_cn = cfg->allowed_cn;
+    if (cfg->min_recv_ping_interval_ms > 0)
+        o.min_recv_ping_interval_ms = cfg->min_recv_ping_interval_ms;
     assert_int_equal(rpc_server_new(&o, &f->srv), 0);
 
     const rpc_handler unary_raw_get = {.type = RPC_UNARY, .on_request = raw_get};
