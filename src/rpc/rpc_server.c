@@ -582,6 +582,37 @@ size_t rpc_call_pending_sends(rpc_call *call)
     return n;
 }
 
+void *rpc_call_alloc(rpc_call *call, size_t size)
+{
+    if (size == 0)
+        return NULL;
+    return grpc_call_arena_alloc(call->call, size);
+}
+
+static void *arena_alloc(void *data, size_t size)
+{
+    return grpc_call_arena_alloc(data, size ? size : 1);
+}
+
+static void arena_free(void *data, void *p)
+{
+    (void)data;
+    (void)p; /* the arena goes with the call */
+}
+
+int rpc_call_unpack(rpc_call *call, const ProtobufCMessageDescriptor *desc, tkv_slice bytes,
+                    ProtobufCMessage **out)
+{
+    if (call == NULL || desc == NULL || out == NULL)
+        return -EINVAL;
+    ProtobufCAllocator a = {arena_alloc, arena_free, call->call};
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, &a, bytes.len, bytes.data);
+    if (m == NULL)
+        return TKV_ECORRUPT;
+    *out = m;
+    return 0;
+}
+
 void rpc_call_set_data(rpc_call *call, void *data)
 {
     call->data = data;
