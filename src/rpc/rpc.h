@@ -338,7 +338,8 @@ size_t rpc_call_pending_sends(rpc_call *call);
 /* Returns @size bytes from the call's arena (gRPC's per-call memory), aligned for any type,
  * or NULL when @size is 0. Nothing is freed individually: the arena goes with the call.
  * Lifetime: until the handler finishes the call. Thread: any, while the handler owns it.
- * gRPC aborts the process when it cannot allocate. */
+ * gRPC aborts the process when it cannot allocate. The arena only grows, so long-lived
+ * streams (BatchCommands, heartbeats) should use rpc_msg_unpack / rpc_msg_free per message. */
 void *rpc_call_alloc(rpc_call *call, size_t size);
 
 /* Unpacks @bytes as @desc into *@out with every allocation in the call's arena, so the
