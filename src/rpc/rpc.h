@@ -42,7 +42,9 @@
  *     Messages passed to send functions are copied (packed) before they return.
  *   - Clients own their channels (rpc_client_channel returns a borrowed pointer valid until
  *     rpc_client_free). Streams belong to the caller until rpc_stream_free.
- *   - Messages unpacked by rpc_msg_unpack are freed with rpc_msg_free.
+ *   - Messages unpacked by rpc_msg_unpack are freed with rpc_msg_free; those unpacked by
+ *     rpc_call_unpack and memory from rpc_call_alloc live in the call's arena and go with
+ *     the call (CONVENTIONS: handlers allocate from the call's arena).
  *
  * Dependencies: base (errors, allocation, slices, log, clock), gRPC core (libgrpc), protobuf-c,
  * tkv_proto (the built-in grpc.health.v1 service).
@@ -50,14 +52,13 @@
  * Usage (a server with one unary method, answered from the callback):
  *     static void raw_get(rpc_call *call, tkv_slice req, void *ud)
  *     {
- *         ProtobufCMessage *m;
- *         if (rpc_msg_unpack(&kvrpcpb__raw_get_request__descriptor, req, &m) != 0) {
+ *         ProtobufCMessage *m;       // unpacked into the call's arena: never freed by hand
+ *         if (rpc_call_unpack(call, &kvrpcpb__raw_get_request__descriptor, req, &m) != 0) {
  *             rpc_call_finish(call, RPC_INVALID_ARGUMENT, "bad RawGetRequest");
  *             return;
  *         }
  *         Kvrpcpb__RawGetResponse resp = KVRPCPB__RAW_GET_RESPONSE__INIT;
- *         resp.not_found = 1;
- *         rpc_msg_free(m);
+ *         resp.not_found = 1;        // or hand `call` to another thread and reply there
  *         TKV_IGNORE(rpc_call_reply_msg(call, &resp.base));
  *     }
  *     rpc_server_opts o;
@@ -189,7 +190,10 @@ typedef enum rpc_method_type {
 /* A method's handler. Callbacks run on the call's completion-queue thread (see Threads).
  *   on_request:    required. Unary and server-streaming: called once with the request, and
  *                  the handler owns the call from here. Client-streaming and bidi: called
- *                  for each request message, in order.
+ *                  for each request message, in order; once the handler finished the call
+ *                  no further message is delivered, except one that raced with a finish
+ *                  made on another thread (the call stays valid for that callback and its
+ *                  sends return TKV_ECLOSED).
  *   on_open:       required for client-streaming and bidi, unused otherwise: the call
  *                  arrived, before any message; the handler owns the call from here.
  *   on_half_close: required for client-streaming and bidi: the client sent its last
@@ -303,9 +307,9 @@ TKV_MUST_USE int rpc_call_send_msg(rpc_call *call, const ProtobufCMessage *msg);
 void rpc_call_finish(rpc_call *call, rpc_code code, const char *message);
 
 /* Sends @msg as the response and ends the call with OK (one message + status in one write);
- * the handler's ownership ends as with rpc_call_finish. When the message cannot be queued
- * (out of memory) the call ends with INTERNAL instead and -ENOMEM is returned.
- * Thread: any. */
+ * the handler's ownership ends as with rpc_call_finish, whatever the result. Errors:
+ * TKV_ECLOSED (the call was cancelled: nothing is sent), -ENOMEM (the call ends with INTERNAL
+ * instead). Thread: any. */
 TKV_MUST_USE int rpc_call_reply(rpc_call *call, tkv_slice msg);
 /* As rpc_call_reply, with a protobuf-c message. */
 TKV_MUST_USE int rpc_call_reply_msg(rpc_call *call, const ProtobufCMessage *msg);
@@ -330,6 +334,19 @@ const char *rpc_call_method(const rpc_call *call);
 /* Returns how many response messages are queued and not yet handed to the transport, for
  * back-pressure on streams. Thread: any. */
 size_t rpc_call_pending_sends(rpc_call *call);
+
+/* Returns @size bytes from the call's arena (gRPC's per-call memory), aligned for any type,
+ * or NULL when @size is 0. Nothing is freed individually: the arena goes with the call.
+ * Lifetime: until the handler finishes the call. Thread: any, while the handler owns it.
+ * gRPC aborts the process when it cannot allocate. The arena only grows, so long-lived
+ * streams (BatchCommands, heartbeats) should use rpc_msg_unpack / rpc_msg_free per message. */
+void *rpc_call_alloc(rpc_call *call, size_t size);
+
+/* Unpacks @bytes as @desc into *@out with every allocation in the call's arena, so the
+ * message needs no rpc_msg_free. Lifetime: as rpc_call_alloc. Errors: -EINVAL,
+ * TKV_ECORRUPT (the bytes do not decode as that type). */
+TKV_MUST_USE int rpc_call_unpack(rpc_call *call, const ProtobufCMessageDescriptor *desc,
+                                 tkv_slice bytes, ProtobufCMessage **out);
 
 /* Attaches handler data to the call (e.g. per-stream state) and returns it. */
 void rpc_call_set_data(rpc_call *call, void *data);

@@ -462,6 +462,12 @@ static void stream_destroy(rpc_stream *s)
     tkv_free(s);
 }
 
+/* True once the stream ended and nothing of it runs: no batch, no callback. Under s->mu. */
+static bool stream_idle(const rpc_stream *s)
+{
+    return s->done && s->ops == 0 && !s->in_cb;
+}
+
 /* Runs after every completion with s->mu held; reports the end, runs on_done and frees a
  * stream whose owner already let go. Releases s->mu. */
 static void stream_settle(rpc_stream *s)
@@ -480,7 +486,7 @@ static void stream_settle(rpc_stream *s)
             pthread_cond_broadcast(&s->cv);
         }
     }
-    bool destroy = s->done && s->free_deferred;
+    bool destroy = s->free_deferred && stream_idle(s);
     pthread_mutex_unlock(&s->mu);
     if (destroy)
         stream_destroy(s);
@@ -700,7 +706,8 @@ int rpc_stream_read(rpc_stream *s, int64_t timeout_ms, tkv_buf *out, rpc_status 
         return -EINVAL;
     }
     s->reading = true;
-    if (!s->have_msg && !s->eos && !s->recv_pending && !s->done)
+    /* Messages may still be buffered after the status arrived: read until the end. */
+    if (!s->have_msg && !s->eos && !s->recv_pending)
         stream_post_recv(s);
     int rc = -ETIMEDOUT;
     for (;;) {
@@ -710,7 +717,7 @@ int rpc_stream_read(rpc_stream *s, int64_t timeout_ms, tkv_buf *out, rpc_status 
             grpc_slice_unref(s->msg);
             break;
         }
-        if ((s->eos || (s->done && !s->recv_pending)) && s->done) {
+        if (s->eos && s->done) {
             *st = s->final;
             rc = TKV_ECLOSED;
             break;
@@ -746,7 +753,7 @@ int rpc_stream_wait(rpc_stream *s, int64_t timeout_ms, rpc_status *st)
     }
     pthread_mutex_lock(&s->mu);
     int rc = 0;
-    while (!(s->done && !s->in_cb)) {
+    while (!stream_idle(s)) {
         if (!rpc__cond_wait_until(&s->cv, &s->mu, deadline)) {
             rc = -ETIMEDOUT;
             break;
@@ -780,7 +787,7 @@ void rpc_stream_free(rpc_stream *s)
         pthread_mutex_unlock(&s->mu);
         return;
     }
-    while (!(s->done && !s->in_cb))
+    while (!stream_idle(s))
         pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
     stream_destroy(s);

@@ -210,6 +210,7 @@ static void health_check(rpc_call *call, tkv_slice req, void *ud)
 /* ---- calls --------------------------------------------------------------------------- */
 
 static void on_new_call(rpc__tag *t, bool ok);
+static void on_shutdown(rpc__tag *t, bool ok);
 static void on_recv(rpc__tag *t, bool ok);
 static void on_close(rpc__tag *t, bool ok);
 static void on_send(rpc__tag *t, bool ok);
@@ -581,6 +582,37 @@ size_t rpc_call_pending_sends(rpc_call *call)
     return n;
 }
 
+void *rpc_call_alloc(rpc_call *call, size_t size)
+{
+    if (size == 0)
+        return NULL;
+    return grpc_call_arena_alloc(call->call, size);
+}
+
+static void *arena_alloc(void *data, size_t size)
+{
+    return grpc_call_arena_alloc(data, size ? size : 1);
+}
+
+static void arena_free(void *data, void *p)
+{
+    (void)data;
+    (void)p; /* the arena goes with the call */
+}
+
+int rpc_call_unpack(rpc_call *call, const ProtobufCMessageDescriptor *desc, tkv_slice bytes,
+                    ProtobufCMessage **out)
+{
+    if (call == NULL || desc == NULL || out == NULL)
+        return -EINVAL;
+    ProtobufCAllocator a = {arena_alloc, arena_free, call->call};
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, &a, bytes.len, bytes.data);
+    if (m == NULL)
+        return TKV_ECORRUPT;
+    *out = m;
+    return 0;
+}
+
 void rpc_call_set_data(rpc_call *call, void *data)
 {
     call->data = data;
@@ -656,6 +688,7 @@ int rpc_server_new(const rpc_server_opts *o, rpc_server **out)
     s->opts.tls = NULL;
     s->opts.cert_allowed_cn = NULL;
     s->state = SRV_NEW;
+    s->t_shutdown.fn = on_shutdown;
     int rc = (s->addr = tkv_strdup(o->addr)) == NULL ? -ENOMEM : 0;
     if (rc == 0)
         rc = health_put(s, "", 0, RPC_HEALTH_SERVING, false);
@@ -816,7 +849,6 @@ void rpc_server_shutdown(rpc_server *s, int64_t grace_ms)
     if (s == NULL || s->state != SRV_RUNNING)
         return;
     TKV_ASSERT(!rpc__on_cq_thread());
-    s->t_shutdown.fn = on_shutdown;
     grpc_server_shutdown_and_notify(s->server, s->pool.cqs[0], &s->t_shutdown);
     uint64_t deadline = rpc__deadline_after(grace_ms);
     pthread_mutex_lock(&s->mu);

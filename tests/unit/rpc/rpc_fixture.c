@@ -59,23 +59,23 @@ bool fix_wait_count(fixture *f, const int *counter, int want)
 static void raw_get(rpc_call *call, tkv_slice req, void *ud)
 {
     (void)ud;
+    /* Request and response live in the call's arena: nothing to free. */
     ProtobufCMessage *m;
-    if (rpc_msg_unpack(&kvrpcpb__raw_get_request__descriptor, req, &m) != 0) {
+    if (rpc_call_unpack(call, &kvrpcpb__raw_get_request__descriptor, req, &m) != 0) {
         rpc_call_finish(call, RPC_INVALID_ARGUMENT, "bad RawGetRequest");
         return;
     }
     Kvrpcpb__RawGetRequest *r = (Kvrpcpb__RawGetRequest *)m;
-    uint8_t value[128];
-    size_t n = TKV_MIN(r->key.len, sizeof(value) - 2);
+    Kvrpcpb__RawGetResponse *resp = rpc_call_alloc(call, sizeof(*resp));
+    kvrpcpb__raw_get_response__init(resp);
+    uint8_t *value = rpc_call_alloc(call, r->key.len + 2);
     value[0] = 'v';
     value[1] = ':';
-    memcpy(value + 2, r->key.data, n);
-    Kvrpcpb__RawGetResponse resp = KVRPCPB__RAW_GET_RESPONSE__INIT;
-    resp.value.data = value;
-    resp.value.len = n + 2;
-    resp.not_found = r->key.len == 0;
-    rpc_msg_free(m);
-    TKV_IGNORE(rpc_call_reply_msg(call, &resp.base));
+    memcpy(value + 2, r->key.data, r->key.len);
+    resp->value.data = value;
+    resp->value.len = r->key.len + 2;
+    resp->not_found = r->key.len == 0;
+    TKV_IGNORE(rpc_call_reply_msg(call, &resp->base));
 }
 
 static void echo(rpc_call *call, tkv_slice req, void *ud)
@@ -270,8 +270,11 @@ static void count(rpc_call *call, tkv_slice req, void *ud)
 
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
-void fix_start(fixture *f, const rpc_tls *tls, int max_recv, const char *const *allowed_cn)
+void fix_start(fixture *f, const fix_cfg *cfg)
 {
+    static const fix_cfg defaults;
+    if (cfg == NULL)
+        cfg = &defaults;
     memset(f, 0, sizeof(*f));
     assert_int_equal(pthread_mutex_init(&f->mu, NULL), 0);
     assert_int_equal(pthread_cond_init(&f->cv, NULL), 0);
@@ -279,9 +282,11 @@ void fix_start(fixture *f, const rpc_tls *tls, int max_recv, const char *const *
     rpc_server_opts_init(&o);
     o.addr = "127.0.0.1:0";
     o.cq_threads = 2;
-    o.max_recv_msg_bytes = max_recv;
-    o.tls = tls;
-    o.cert_allowed_cn = allowed_cn;
+    o.max_recv_msg_bytes = cfg->max_recv;
+    o.tls = cfg->tls;
+    o.cert_allowed_cn = cfg->allowed_cn;
+    if (cfg->min_recv_ping_interval_ms > 0)
+        o.min_recv_ping_interval_ms = cfg->min_recv_ping_interval_ms;
     assert_int_equal(rpc_server_new(&o, &f->srv), 0);
 
     const rpc_handler unary_raw_get = {.type = RPC_UNARY, .on_request = raw_get};

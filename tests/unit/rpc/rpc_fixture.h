@@ -51,9 +51,17 @@ typedef struct fixture {
     int worker_replies;
 } fixture;
 
-/* Starts a fixture server on 127.0.0.1:0 with @tls (NULL: plaintext), @max_recv (<= 0:
- * unlimited) and @allowed_cn (NULL: any). Fails the test on error. */
-void fix_start(fixture *f, const rpc_tls *tls, int max_recv, const char *const *allowed_cn);
+/* Server settings a test may change; zero values keep the defaults. */
+typedef struct fix_cfg {
+    const rpc_tls *tls;            /* NULL: plaintext */
+    int max_recv;                  /* <= 0: unlimited */
+    const char *const *allowed_cn; /* NULL: any client */
+    int min_recv_ping_interval_ms; /* 0: rpc_server_opts_init's default */
+} fix_cfg;
+
+/* Starts a fixture server on 127.0.0.1:0 with @cfg (NULL: defaults). Fails the test on
+ * error. */
+void fix_start(fixture *f, const fix_cfg *cfg);
 /* Shuts the server down with @grace_ms and frees everything. */
 void fix_stop(fixture *f, int64_t grace_ms);
 

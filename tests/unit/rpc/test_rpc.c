@@ -76,7 +76,7 @@ static void test_unary_call_carries_raw_get_messages(void **state)
 {
     (void)state;
     fixture f;
-    fix_start(&f, NULL, 0, NULL);
+    fix_start(&f, NULL);
     rpc_client *c = new_client(NULL, 0);
     rpc_channel *ch = chan(c, &f, 0);
     assert_int_equal(raw_get(ch, "hello", 5000), RPC_OK);
@@ -106,7 +106,7 @@ static void test_unknown_method_answers_unimplemented(void **state)
 {
     (void)state;
     fixture f;
-    fix_start(&f, NULL, 0, NULL);
+    fix_start(&f, NULL);
     rpc_client *c = new_client(NULL, 0);
     tkv_buf resp;
     tkv_buf_init(&resp);
@@ -142,7 +142,7 @@ static void test_health_check_answers_serving_and_follows_overrides(void **state
 {
     (void)state;
     fixture f;
-    fix_start(&f, NULL, 0, NULL);
+    fix_start(&f, NULL);
     rpc_client *c = new_client(NULL, 0);
     rpc_channel *ch = chan(c, &f, 0);
     rpc_code code;
@@ -166,7 +166,7 @@ static void test_deadline_expires_and_the_handler_learns_of_it(void **state)
 {
     (void)state;
     fixture f;
-    fix_start(&f, NULL, 0, NULL);
+    fix_start(&f, NULL);
     rpc_client *c = new_client(NULL, 0);
     tkv_buf resp;
     tkv_buf_init(&resp);
@@ -193,7 +193,7 @@ static void test_client_cancel_reaches_the_handler(void **state)
 {
     (void)state;
     fixture f;
-    fix_start(&f, NULL, 0, NULL);
+    fix_start(&f, NULL);
     rpc_client *c = new_client(NULL, 0);
     rpc_stream *s;
     assert_int_equal(rpc_stream_open(chan(c, &f, 0), "/test.Svc/HoldStream", 0, NULL, &s), 0);
@@ -209,6 +209,16 @@ static void test_client_cancel_reaches_the_handler(void **state)
     assert_int_equal(st.code, RPC_CANCELLED);
     assert_int_equal(rpc_stream_send(s, tkv_slice_str("late")), TKV_ECLOSED);
     rpc_stream_free(s);
+
+    /* Freeing a stream whose read timed out (the receive is still pending) cancels it. */
+    assert_int_equal(rpc_stream_open(chan(c, &f, 0), "/test.Svc/HoldStream", 0, NULL, &s), 0);
+    assert_true(fix_wait_count(&f, &f.n_arrived, 2));
+    tkv_buf msg;
+    tkv_buf_init(&msg);
+    assert_int_equal(rpc_stream_read(s, 20, &msg, &st), -ETIMEDOUT);
+    rpc_stream_free(s);
+    assert_true(fix_wait_count(&f, &f.n_cancelled, 2));
+    tkv_buf_deinit(&msg);
     rpc_client_free(c);
     fix_stop(&f, 1000);
 }
@@ -219,7 +229,7 @@ static void test_oversize_message_is_rejected_with_resource_exhausted(void **sta
 {
     (void)state;
     fixture f;
-    fix_start(&f, NULL, 1024, NULL);
+    fix_start(&f, &(fix_cfg){.max_recv = 1024});
     rpc_client *c = new_client(NULL, 0);
     rpc_channel *ch = chan(c, &f, 0);
     uint8_t *big = tkv_calloc(1, 4096);
@@ -252,7 +262,7 @@ static void test_default_limits_accept_a_large_message(void **state)
 {
     (void)state;
     fixture f;
-    fix_start(&f, NULL, 0, NULL);
+    fix_start(&f, NULL);
     rpc_client *c = new_client(NULL, 0);
     size_t n = 8u << 20; /* twice gRPC's built-in 4 MiB receive limit */
     uint8_t *big = tkv_malloc(n);
@@ -311,7 +321,7 @@ static void test_bidi_stream_carries_10000_messages_in_order(void **state)
 {
     (void)state;
     fixture f;
-    fix_start(&f, NULL, 0, NULL);
+    fix_start(&f, NULL);
     rpc_client *c = new_client(NULL, 0);
     bidi_client b = {.next = 0};
     assert_int_equal(pthread_mutex_init(&b.mu, NULL), 0);
@@ -351,7 +361,7 @@ static void test_client_streaming_sums_and_server_streaming_reads_in_order(void 
 {
     (void)state;
     fixture f;
-    fix_start(&f, NULL, 0, NULL);
+    fix_start(&f, NULL);
     rpc_client *c = new_client(NULL, 0);
     rpc_channel *ch = chan(c, &f, 0);
 
@@ -408,6 +418,44 @@ static void test_client_streaming_sums_and_server_streaming_reads_in_order(void 
     fix_stop(&f, 1000);
 }
 
+/* client-go pings every 10 s on idle streams; gRPC's default server policy (a 5 min minimum
+ * interval, 2 strikes) counts those as bad pings and closes the connection with GOAWAY
+ * too_many_pings. Here the server keeps gRPC's 5 min minimum and a client pings as often as
+ * gRPC lets it (about once a second): the idle stream must survive several bad pings. */
+static void test_idle_stream_survives_frequent_client_pings(void **state)
+{
+    (void)state;
+    fixture f;
+    fix_start(&f, &(fix_cfg){.min_recv_ping_interval_ms = 300000});
+    rpc_client_opts o;
+    rpc_client_opts_init(&o);
+    o.keepalive_time_ms = 100;
+    o.keepalive_timeout_ms = 5000;
+    rpc_client *c;
+    assert_int_equal(rpc_client_new(&o, &c), 0);
+    rpc_stream *s;
+    assert_int_equal(rpc_stream_open(chan(c, &f, 0), "/test.Svc/Bidi", 0, NULL, &s), 0);
+    tkv_buf msg;
+    tkv_buf_init(&msg);
+    rpc_status st;
+    for (uint64_t i = 0; i < 2; i++) {
+        uint8_t m[8];
+        fix_put_u64(m, i);
+        assert_int_equal(rpc_stream_send(s, tkv_slice_of(m, 8)), 0);
+        assert_int_equal(rpc_stream_read(s, FIX_TIMEOUT_MS, &msg, &st), 0);
+        assert_int_equal(fix_get_u64(msg.data), i);
+        if (i == 0) /* stay idle for 5 s: about 5 pings without data */
+            assert_int_equal(rpc_stream_read(s, 5000, &msg, &st), -ETIMEDOUT);
+    }
+    assert_int_equal(rpc_stream_close_send(s), 0);
+    assert_int_equal(rpc_stream_read(s, FIX_TIMEOUT_MS, &msg, &st), TKV_ECLOSED);
+    assert_int_equal(st.code, RPC_OK);
+    tkv_buf_deinit(&msg);
+    rpc_stream_free(s);
+    rpc_client_free(c);
+    fix_stop(&f, 1000);
+}
+
 /* ---- concurrency and threads --------------------------------------------------------- */
 
 #define N_CLIENTS        64
@@ -439,7 +487,7 @@ static void test_64_concurrent_clients_all_get_their_answers(void **state)
 {
     (void)state;
     fixture f;
-    fix_start(&f, NULL, 0, NULL);
+    fix_start(&f, NULL);
     rpc_client *c = new_client(NULL, 0);
     pthread_t th[N_CLIENTS];
     client_thread ct[N_CLIENTS];
@@ -512,7 +560,7 @@ static void test_handler_completes_the_call_from_another_thread(void **state)
 {
     (void)state;
     fixture f;
-    fix_start(&f, NULL, 0, NULL);
+    fix_start(&f, NULL);
     rpc_client *c = new_client(NULL, 0);
     rpc_channel *ch = chan(c, &f, 0);
     async_result r;
@@ -561,9 +609,14 @@ static void probe_on_done(rpc_stream *s, const rpc_status *st, void *ud)
     pthread_mutex_unlock(&p->mu);
 }
 
-static rpc_stream *open_count(rpc_channel *ch, uint64_t n, cb_probe *p)
+/* Opens a callback-mode stream that asks Count for @n messages; @free_at and @free_in_done
+ * are set before the stream opens, since callbacks read them. */
+static rpc_stream *open_count(rpc_channel *ch, uint64_t n, cb_probe *p, int free_at,
+                              bool free_in_done)
 {
     memset(p, 0, sizeof(*p));
+    p->free_at = free_at;
+    p->free_in_done = free_in_done;
     assert_int_equal(pthread_mutex_init(&p->mu, NULL), 0);
     assert_int_equal(pthread_cond_init(&p->cv, NULL), 0);
     rpc_stream_cbs cbs = {.on_message = probe_on_message, .on_done = probe_on_done, .ud = p};
@@ -580,13 +633,13 @@ static void test_streams_can_be_freed_from_their_own_callbacks(void **state)
 {
     (void)state;
     fixture f;
-    fix_start(&f, NULL, 0, NULL);
+    fix_start(&f, NULL);
     rpc_client *c = new_client(NULL, 0);
     rpc_channel *ch = chan(c, &f, 0);
 
     /* Waiting in callback mode sees every message first. */
     cb_probe a;
-    rpc_stream *s = open_count(ch, 10, &a);
+    rpc_stream *s = open_count(ch, 10, &a, 0, false);
     rpc_status st;
     assert_int_equal(rpc_stream_wait(s, FIX_TIMEOUT_MS, &st), 0);
     assert_int_equal(st.code, RPC_OK);
@@ -596,12 +649,11 @@ static void test_streams_can_be_freed_from_their_own_callbacks(void **state)
 
     /* Freed from on_message: no callback follows, not even on_done. */
     cb_probe b;
-    s = open_count(ch, 1000, &b);
-    b.free_at = 5;
+    s = open_count(ch, 1000, &b, 5, false);
     /* Freed from on_done. */
     cb_probe d;
-    rpc_stream *s2 = open_count(ch, 3, &d);
-    d.free_in_done = true;
+    rpc_stream *self_freeing = open_count(ch, 3, &d, 0, true); /* on_done frees it */
+    assert_non_null(self_freeing);
     struct timespec dl = fix_abs_deadline(FIX_TIMEOUT_MS);
     pthread_mutex_lock(&d.mu);
     while (!d.done && pthread_cond_timedwait(&d.cv, &d.mu, &dl) == 0) {
@@ -610,7 +662,6 @@ static void test_streams_can_be_freed_from_their_own_callbacks(void **state)
     assert_int_equal(d.st.code, RPC_OK);
     assert_int_equal(d.seen, 3);
     pthread_mutex_unlock(&d.mu);
-    (void)s2;
 
     /* Async calls still in flight are cancelled by rpc_client_free. */
     rpc_client *c2 = new_client(NULL, 0);
@@ -653,7 +704,7 @@ static void test_graceful_shutdown_finishes_calls_in_flight(void **state)
 {
     (void)state;
     fixture f;
-    fix_start(&f, NULL, 0, NULL);
+    fix_start(&f, NULL);
     rpc_client *c = new_client(NULL, 0);
     rpc_channel *ch = chan(c, &f, 0);
     async_result r;
@@ -688,7 +739,7 @@ static void test_shutdown_cancels_calls_still_running_after_the_grace_period(voi
 {
     (void)state;
     fixture f;
-    fix_start(&f, NULL, 0, NULL);
+    fix_start(&f, NULL);
     rpc_client *c = new_client(NULL, 0);
     rpc_channel *ch = chan(c, &f, 0);
     async_result r;
@@ -783,7 +834,7 @@ static void test_mutual_tls_refuses_a_client_without_certificate(void **state)
     rpc_tls server_tls = {p.path[CA_PEM], p.path[SERVER_PEM], p.path[SERVER_KEY]};
     const char *allowed[] = {"client-ok", NULL};
     fixture f;
-    fix_start(&f, &server_tls, 0, allowed);
+    fix_start(&f, &(fix_cfg){.tls = &server_tls, .allowed_cn = allowed});
 
     rpc_tls good = {p.path[CA_PEM], p.path[CLIENT_PEM], p.path[CLIENT_KEY]};
     rpc_client *c = new_client(&good, 0);
@@ -848,7 +899,7 @@ static void test_bad_tls_and_address_configs_are_rejected(void **state)
 
     /* Two servers cannot listen on one port. */
     fixture f;
-    fix_start(&f, NULL, 0, NULL);
+    fix_start(&f, NULL);
     char addr[64];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", f.port);
     o.addr = addr;
@@ -948,6 +999,7 @@ int main(void)
         cmocka_unit_test(test_bidi_stream_carries_10000_messages_in_order),
         cmocka_unit_test(test_client_streaming_sums_and_server_streaming_reads_in_order),
         cmocka_unit_test(test_streams_can_be_freed_from_their_own_callbacks),
+        cmocka_unit_test(test_idle_stream_survives_frequent_client_pings),
         cmocka_unit_test(test_64_concurrent_clients_all_get_their_answers),
         cmocka_unit_test(test_handler_completes_the_call_from_another_thread),
         cmocka_unit_test(test_graceful_shutdown_finishes_calls_in_flight),
