@@ -14,7 +14,7 @@ PKGS=(
     libjansson-dev
     libcmocka-dev
     clang-format
-    libcurl4-openssl-dev curl ca-certificates
+    libcurl4-openssl-dev curl ca-certificates openssl
 )
 # Extra packages asked for by the caller (for example the benchmark's etcd).
 PKGS+=("$@")
