@@ -11,13 +11,16 @@
 #                  only inputs that reach new edges (libFuzzer -merge=1 -use_counters=0, which
 #                  keeps the committed corpus small: hit counts alone do not earn a seed)
 #   FUZZ_ARGS      extra libFuzzer flags, e.g. FUZZ_ARGS="-max_len=8192"
-# Needs clang and its runtime (Debian: clang libclang-rt-14-dev).
+# Needs clang and its runtime (Debian: clang libclang-rt-14-dev), installed through
+# scripts/install-deps.sh when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target=${1:?usage: scripts/fuzz.sh TARGET [SECONDS]}
 secs=${2:-60}
 
+# clang and its sanitizer/libFuzzer runtime are needed only here, so they are asked for here.
+scripts/install-deps.sh clang libclang-rt-14-dev
 if ! command -v clang >/dev/null 2>&1; then
     echo "fuzz: clang not found (Debian: apt-get install clang libclang-rt-14-dev)" >&2
     exit 1

@@ -110,14 +110,15 @@ bool tkv_cfg_equal(const tkv_cfg_value *a, const tkv_cfg_value *b);
 const tkv_cfg_value *tkv_cfg_root(const tkv_cfg_doc *doc);
 /* Returns the value at the dotted @path ("security.encryption.master-key.type", parsed as a
  * TOML key, so "a.\"b.c\"" names key "b.c" in table a) under the root of @doc, or NULL when a
- * part is missing, a non-table is in the way, or @path is malformed. */
+ * part is missing, a non-table is in the way, or @path is malformed. Plain dotted paths
+ * allocate nothing; paths with quotes do, and give NULL when memory runs out. */
 const tkv_cfg_value *tkv_cfg_get(const tkv_cfg_doc *doc, const char *path);
 /* Like tkv_cfg_get() below the table @table (NULL when @table is not a table). */
 const tkv_cfg_value *tkv_cfg_lookup(const tkv_cfg_value *table, const char *path);
 
 /* Typed lookups at @path under the root of @doc. Each returns 0 and stores the value,
- * TKV_ENOTFOUND when nothing is there, TKV_ECONFIG when the value has another type, or
- * -EINVAL for a malformed @path. Outputs are untouched on error. */
+ * TKV_ENOTFOUND when nothing is there, TKV_ECONFIG when the value has another type, -EINVAL
+ * for a malformed @path, or -ENOMEM (quoted paths only). Outputs are untouched on error. */
 /* Stores the string's bytes (NUL-terminated, but may hold NULs: see @len, may be NULL). */
 TKV_MUST_USE int tkv_cfg_get_str(const tkv_cfg_doc *doc, const char *path, const char **s,
                                  size_t *len);

@@ -105,14 +105,14 @@ static void test_parse_reads_basic_and_literal_strings_with_escapes(void **state
     (void)state;
     tkv_cfg_doc *doc = parse_ok("plain = \"hello\"\n"
                                 "esc = \"tab\\there \\\"q\\\" back\\\\slash \\b\\f\\n\\r\"\n"
-                                "uni = \"\\u00e9 \\U0001F600 \\u0041\"\n"
+                                "uni = \"\\u00e9 \\U0001F600 \\u0041 \\u20AC\"\n"
                                 "lit = 'C:\\Users\\tikv'\n"
                                 "empty = \"\"\n"
                                 "nul = \"a\\u0000b\"\n"
                                 "raw_utf8 = \"日本\"\n");
     assert_string_equal(str_at(doc, "plain"), "hello");
     assert_string_equal(str_at(doc, "esc"), "tab\there \"q\" back\\slash \b\f\n\r");
-    assert_string_equal(str_at(doc, "uni"), "\xC3\xA9 \xF0\x9F\x98\x80 A");
+    assert_string_equal(str_at(doc, "uni"), "\xC3\xA9 \xF0\x9F\x98\x80 A \xE2\x82\xAC");
     assert_string_equal(str_at(doc, "lit"), "C:\\Users\\tikv");
     assert_string_equal(str_at(doc, "empty"), "");
     assert_string_equal(str_at(doc, "raw_utf8"), "日本");
@@ -462,6 +462,24 @@ static void test_parse_errors_name_line_column_and_cause(void **state)
          "without a line feed"},
         {"\"\"\"k\"\"\" = 1\n", "t.toml:1:1: a multi-line string cannot be a key"},
         {"a = 1979-05-27T07:32:00+25:00\n", "t.toml:1:5: time offset out of range"},
+        {"s = \"\"\"a\"\"\"\"\"\"\n", "t.toml:1:14: too many quotes at the end of a string"},
+        {"s = \"\"\"a \\  x\"\"\"\n",
+         "t.toml:1:10: a backslash followed by spaces must end the line"},
+        {"n = 0x8000000000000000\n",
+         "t.toml:1:5: integer '0x8000000000000000' does not fit in 64 bits"},
+        {"f = 1.5e\n", "t.toml:1:5: invalid float '1.5e'"},
+        {"d = 1979-5-27\n", "t.toml:1:5: invalid date (expected YYYY-MM-DD)"},
+        {"t = 1979-05-27T07:32:00.\n",
+         "t.toml:1:5: invalid time: a fraction of a second needs digits"},
+        {"t = 1979-05-27T07:32:00+07\n", "t.toml:1:5: invalid time offset (expected +HH:MM)"},
+        {"a = {x = 1", "t.toml:1:5: unterminated inline table"},
+        {"a = {x = 1 y = 2}\n", "t.toml:1:12: expected ',' or '}' in an inline table, found 'y'"},
+        {"a = [1,\n", "t.toml:1:5: unterminated array"},
+        {"x = \"\xED\xA0\x80\"\n", "t.toml:1:6: invalid UTF-8"},     /* a surrogate */
+        {"x = \"\xF4\x90\x80\x80\"\n", "t.toml:1:6: invalid UTF-8"}, /* past U+10FFFF */
+        {"x = \"\xE0\x80\x80\"\n", "t.toml:1:6: invalid UTF-8"},     /* overlong */
+        {"x = \"\xF8\"\n", "t.toml:1:6: invalid UTF-8"},             /* no such lead byte */
+        {"x = \"\xC3", "t.toml:1:6: invalid UTF-8"},                 /* cut short */
     };
     check_errors(cases, TKV_ARRAY_LEN(cases), run_parse, NULL);
 }
