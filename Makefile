@@ -9,7 +9,7 @@ GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo Ninja || echo "Uni
 CMAKE_GEN := -G "$(GENERATOR)"
 SOURCES    = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null | grep -v '^tests/fuzz/corpus/')
 
-.PHONY: all deps build build-asan test playground bench format check-format clean
+.PHONY: all deps build build-asan test playground bench format check-format clean fuzz
 
 all: build
 
@@ -39,5 +39,9 @@ format:
 check-format: deps
 	@clang-format --dry-run --Werror $(SOURCES) && echo "format: ok"
 
+# Runs one libFuzzer target in build-fuzz/ (clang): make fuzz TARGET=toml SECONDS=300
+fuzz:
+	@scripts/fuzz.sh $(TARGET) $(SECONDS)
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
