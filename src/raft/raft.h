@@ -339,6 +339,10 @@ typedef struct raft_config {
     uint64_t max_size_per_msg; /* bytes of entries per append; 0 sends one entry a message */
     size_t max_inflight_msgs;  /* appends in flight per follower while replicating (>= 1) */
     uint64_t max_committed_size_per_ready; /* bytes of committed entries per Ready; 0: all */
+    /* Bytes of proposals a leader holds appended but not yet committed before it drops new
+     * ones with TKV_EDROPPED (flow control when followers fall behind); 0: no limit. A single
+     * proposal is always taken when nothing is outstanding (etcd MaxUncommittedEntriesSize). */
+    uint64_t max_uncommitted_size;
     bool check_quorum; /* leader steps down without a quorum for an election timeout */
     bool pre_vote;     /* pre-vote phase before campaigning (thesis 9.6) */
     raft_read_only_option read_only_option;
@@ -407,9 +411,10 @@ typedef struct raft_status {
 } raft_status;
 
 /* Creates a node from @cfg over @storage (its ctx must outlive the node), loading the hard and
- * conf state from storage. It starts as a follower with no leader.
- * Errors: TKV_ECONFIG (invalid config, or storage state that contradicts itself such as a
- * commit index past the last entry), -ENOMEM, storage errors. */
+ * conf state from storage. It starts as a follower with no leader. The commit index is the
+ * largest of the stored one, the snapshot's and cfg.applied (applied entries were committed).
+ * Errors: TKV_ECONFIG (invalid config, or storage state that contradicts itself: a commit
+ * or applied index past the last entry), -ENOMEM, storage errors. */
 TKV_MUST_USE int raft_node_new(const raft_config *cfg, const raft_storage *storage,
                                raft_node **out);
 /* Releases the node and everything it owns (an outstanding Ready included); NULL is a no-op. */
@@ -429,9 +434,10 @@ TKV_MUST_USE int raft_node_campaign(raft_node *n);
  * consistent). */
 TKV_MUST_USE int raft_node_step(raft_node *n, const raft_message *m);
 /* Proposes @data (and @context, may be NULL/0) for the log. A follower forwards it to the
- * leader. Errors: TKV_EDROPPED (no leader known, leadership transfer under way, or this node
- * was removed), TKV_EBUSY, -ENOMEM. Success does not mean the entry will commit: watch the
- * committed entries (etcd semantics); a caller that needs an answer times out and retries. */
+ * leader. Errors: TKV_EDROPPED (no leader known, leadership transfer under way, this node
+ * was removed, or max_uncommitted_size reached), TKV_EBUSY, -ENOMEM. Success does not mean the
+ * entry will commit: watch the committed entries (etcd semantics); a caller that needs an answer
+ * times out and retries. */
 TKV_MUST_USE int raft_node_propose(raft_node *n, const void *data, size_t len, const void *context,
                                    size_t context_len);
 /* Proposes a membership change; the leader accepts one at a time (a second one while the

@@ -45,6 +45,7 @@ static void reset(raft_node *r, uint64_t term)
         }
     }
     r->pending_conf_index = 0;
+    r->uncommitted_size = 0;
     raft__read_only_reset(&r->ro);
     raft__msg_vec_deinit(&r->pending_read_msgs);
 }
@@ -274,10 +275,15 @@ static void tick_heartbeat(raft_node *r)
             check_quorum(r);
         if (r->state != RAFT_STATE_LEADER)
             return;
-        /* Thesis 3.10: a transfer that did not finish within an election timeout is given
-         * up so that the leader takes proposals again. */
-        if (r->lead_transferee != RAFT_NONE)
-            raft__abort_leader_transfer(r);
+    }
+    /* Thesis 3.10: a transfer that did not finish within an election timeout is given up so
+     * that the leader takes proposals again. It has its own clock: restarting the
+     * check-quorum round on every transfer request would let requests keep a cut-off leader
+     * in office. */
+    if (r->lead_transferee != RAFT_NONE &&
+        r->ticks - r->transfer_start >= (uint64_t)r->cfg.election_tick) {
+        raft__trace(r, "transfer to %llu timed out", (unsigned long long)r->lead_transferee);
+        raft__abort_leader_transfer(r);
     }
     if (r->heartbeat_elapsed >= r->cfg.heartbeat_tick) {
         r->heartbeat_elapsed = 0;

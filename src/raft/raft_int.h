@@ -213,9 +213,11 @@ struct raft_node {
     raft_state_type state;
     uint64_t lead;
     uint64_t lead_transferee;
-    bool timeout_now_sent; /* this term: no lease reads, a transfer may elect another */
-    bool startup_lease;    /* act as if we just heard from a leader (lease, see raft.h) */
+    uint64_t transfer_start; /* ticks when the transfer began */
+    bool timeout_now_sent;   /* this term: no lease reads, a transfer may elect another */
+    bool startup_lease;      /* act as if we just heard from a leader (lease, see raft.h) */
     uint64_t pending_conf_index;
+    uint64_t uncommitted_size; /* leader: proposal bytes appended in this term, not committed */
 
     raft__log log;
     raft__tracker trk;

@@ -129,7 +129,7 @@ void raft__leader_transfer(raft_node *r, const raft_message *m)
         raft__abort_leader_transfer(r);
     }
     /* The transfer must finish within an election timeout (checked in the tick). */
-    r->election_elapsed = 0;
+    r->transfer_start = r->ticks;
     r->lead_transferee = transferee;
     raft__trace(r, "transferring leadership to %llu", (unsigned long long)transferee);
     if (pr->match == raft__log_last_index(&r->log))

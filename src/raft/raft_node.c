@@ -141,10 +141,12 @@ int raft_node_new(const raft_config *cfg, const raft_storage *storage, raft_node
     /* A commit index older than the snapshot was simply not synced: the snapshot proves
      * more is committed. */
     raft__log_commit_to(&r->log, hs.commit);
-    if (cfg->applied > r->log.committed) {
-        rc = TKV_ECONFIG;
+    if (cfg->applied > last) {
+        rc = TKV_ECONFIG; /* applied entries the log does not have */
         goto fail;
     }
+    /* Applied entries were committed, whether or not that commit index reached the disk. */
+    raft__log_commit_to(&r->log, cfg->applied);
     raft__log_applied_to(&r->log, cfg->applied);
     r->term = hs.term;
     r->vote = hs.vote;
@@ -413,6 +415,13 @@ int raft_node_advance(raft_node *r)
     }
     if (rd->n_committed_entries)
         raft__log_applied_to(&r->log, rd->committed_entries[rd->n_committed_entries - 1].index);
+    if (r->state == RAFT_STATE_LEADER) {
+        /* Committed proposals no longer count against max_uncommitted_size. */
+        for (size_t i = 0; i < rd->n_committed_entries; i++) {
+            uint64_t sz = raft_entry_size(&rd->committed_entries[i]);
+            r->uncommitted_size = sz < r->uncommitted_size ? r->uncommitted_size - sz : 0;
+        }
+    }
     r->persisted_term = rd->hard_state.term;
     raft_entry_vec_truncate(&r->rd_committed, 0);
     msg_vec_clear(&r->rd_msgs);

@@ -38,6 +38,15 @@ static int propose_on_leader(raft_node *r, const raft_message *m)
                     (unsigned long long)r->lead_transferee);
         return TKV_EDROPPED;
     }
+    uint64_t size = 0;
+    for (size_t i = 0; i < m->n_entries; i++)
+        size += raft_entry_size(&m->entries[i]);
+    uint64_t limit = r->cfg.max_uncommitted_size;
+    if (limit && r->uncommitted_size > 0 && r->uncommitted_size + size > limit) {
+        raft__trace(r, "dropping proposal: %llu bytes uncommitted",
+                    (unsigned long long)r->uncommitted_size);
+        return TKV_EDROPPED;
+    }
     raft_entry one;
     raft_entry *ents = m->n_entries == 1 ? &one : tkv_malloc(m->n_entries * sizeof(raft_entry));
     if (!ents)
@@ -64,6 +73,7 @@ static int propose_on_leader(raft_node *r, const raft_message *m)
         return rc;
     if (conf_index)
         r->pending_conf_index = conf_index;
+    r->uncommitted_size += size;
     raft__bcast_append(r);
     return 0;
 }
@@ -207,7 +217,15 @@ int raft__step(raft_node *r, const raft_message *m)
                         (unsigned long long)m->from, (unsigned long long)m->term);
             bool from_leader =
                 t == RAFT_MSG_APPEND || t == RAFT_MSG_HEARTBEAT || t == RAFT_MSG_SNAPSHOT;
+            int elapsed = r->election_elapsed, timeout = r->randomized_election_timeout;
             raft__become_follower(r, m->term, from_leader ? m->from : RAFT_NONE);
+            if (t == RAFT_MSG_REQUEST_VOTE) {
+                /* Raft paper Figure 2: only granting a vote resets the election timer. A node
+                 * that rejects a stale candidate keeps counting, so the node with the best log
+                 * is not held back by a stream of candidates that cannot win. */
+                r->election_elapsed = elapsed;
+                r->randomized_election_timeout = timeout;
+            }
         }
     } else if (m->term < r->term) {
         if ((r->cfg.check_quorum || r->cfg.pre_vote) &&

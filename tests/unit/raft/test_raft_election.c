@@ -2,6 +2,7 @@
  * test_raft_election.c: terms, elections, votes, pre-vote and check-quorum
  * (Raft paper 5.1, 5.2, 5.4.1; thesis 9.6 and 6.2).
  */
+#include "raft/raft_int.h"
 #include "raft_tests.h"
 
 static void tweak_prevote(raft_config *cfg, void *arg)
@@ -373,6 +374,46 @@ static void test_prevote_grant_changes_neither_term_nor_vote(void **state)
     tn_free(net);
 }
 
+/* Raft paper Figure 2: only granting a vote (or hearing from a leader) resets the election
+ * timer; a node that rejects a stale candidate keeps counting and campaigns on time. */
+static void test_rejecting_stale_candidate_keeps_election_timer(void **state)
+{
+    (void)state;
+    tn_net *net = tn_new(3, NULL, NULL);
+    uint64_t terms[] = {1, 2};
+    tn_write_log(net, 1, terms, 2, 2);
+    tn_isolate(net, 1, true);
+    tn_tick(net, 1, 8);
+    raft_node *r = tn_r(net, 1);
+    assert_int_equal(r->election_elapsed, 8);
+    raft_message m = vote_req(2, 1, 5, 1, 1); /* a stale log */
+    tn_step(net, 1, &m);
+    assert_int_equal(raft_node_term(r), 5);
+    assert_int_equal(r->election_elapsed, 8);
+    m = vote_req(3, 1, 6, 9, 2); /* a good one: granted, timer reset */
+    tn_step(net, 1, &m);
+    assert_int_equal(r->vote, 3);
+    assert_int_equal(r->election_elapsed, 0);
+    tn_flush(net);
+    tn_free(net);
+}
+
+/* Thesis 3.10 and 6.2: transfer requests do not restart the check-quorum round, so they
+ * cannot keep a cut-off leader in office. */
+static void test_transfer_requests_do_not_postpone_check_quorum(void **state)
+{
+    (void)state;
+    tn_net *net = tn_new(3, tweak_check_quorum, NULL);
+    uint64_t l = tn_elect_by_ticks(net);
+    tn_isolate(net, l, true);
+    for (int i = 0; i < 25 && raft_node_state(tn_r(net, l)) == RAFT_STATE_LEADER; i++) {
+        assert_int_equal(raft_node_transfer_leader(tn_r(net, l), l == 1 ? 2 : 1), 0);
+        tn_tick(net, l, 1);
+    }
+    assert_int_equal(raft_node_state(tn_r(net, l)), RAFT_STATE_FOLLOWER);
+    tn_free(net);
+}
+
 int raft_test_election_group(void)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +432,8 @@ int raft_test_election_group(void)
         cmocka_unit_test(test_follower_in_lease_ignores_vote_request),
         cmocka_unit_test(test_restarted_node_honours_lease_for_an_election_timeout),
         cmocka_unit_test(test_prevote_grant_changes_neither_term_nor_vote),
+        cmocka_unit_test(test_rejecting_stale_candidate_keeps_election_timer),
+        cmocka_unit_test(test_transfer_requests_do_not_postpone_check_quorum),
     };
     return cmocka_run_group_tests_name("raft_election", tests, NULL, NULL);
 }

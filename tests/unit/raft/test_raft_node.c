@@ -220,11 +220,20 @@ static void test_config_validation_names_the_problem(void **state)
     raft_hard_state hs = {3, 1, 5};
     raft_mem_storage_set_hard_state(ms, &hs);
     assert_int_equal(raft_node_new(&cfg, &st, &r), TKV_ECONFIG);
-    /* So does an applied index past the commit index. */
+    /* So does an applied index past the log. */
     hs.commit = 0;
     raft_mem_storage_set_hard_state(ms, &hs);
     cfg.applied = 2;
     assert_int_equal(raft_node_new(&cfg, &st, &r), TKV_ECONFIG);
+    /* An applied index past a stale commit index is fine: applied means committed. */
+    raft_entry e = {RAFT_ENTRY_NORMAL, 3, 1, NULL, 0, NULL, 0};
+    assert_int_equal(raft_mem_storage_append(ms, &e, 1), 0);
+    cfg.applied = 1;
+    assert_int_equal(raft_node_new(&cfg, &st, &r), 0);
+    raft_status rs;
+    raft_node_status(r, &rs);
+    assert_int_equal(rs.hard_state.commit, 1);
+    raft_node_free(r);
     cfg.applied = 0;
     assert_int_equal(raft_node_new(&cfg, &st, &r), 0);
     assert_int_equal(raft_node_term(r), 3);

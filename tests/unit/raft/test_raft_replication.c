@@ -360,6 +360,33 @@ static void test_inflight_window_bounds_unacknowledged_appends(void **state)
     tn_free(net);
 }
 
+static void tweak_uncommitted_30(raft_config *cfg, void *arg)
+{
+    (void)arg;
+    cfg->max_uncommitted_size = 30;
+}
+
+/* Flow control (etcd MaxUncommittedEntriesSize): a leader whose followers fall behind stops
+ * taking proposals once max_uncommitted_size bytes wait for commit, and takes them again once
+ * they commit. */
+static void test_leader_drops_proposals_past_uncommitted_limit(void **state)
+{
+    (void)state;
+    tn_net *net = tn_new(3, tweak_uncommitted_30, NULL);
+    tn_campaign(net, 1);
+    tn_isolate(net, 1, true);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(tn_propose(net, 1, "0123456789"), 0);
+    assert_int_equal(tn_propose(net, 1, "0123456789"), TKV_EDROPPED);
+    assert_true(tn_traced(net, "dropping proposal: 30 bytes uncommitted"));
+    tn_isolate(net, 1, false);
+    tn_tick(net, 1, 1);
+    assert_int_equal(tn_applied_count(net, 2, "0123456789"), 3);
+    assert_int_equal(tn_propose(net, 1, "0123456789"), 0);
+    assert_int_equal(tn_applied_count(net, 2, "0123456789"), 4);
+    tn_free(net);
+}
+
 int raft_test_replication_group(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +399,7 @@ int raft_test_replication_group(void)
         cmocka_unit_test(test_reject_hint_skips_divergent_term_in_one_round),
         cmocka_unit_test(test_appends_batch_entries_up_to_byte_limit),
         cmocka_unit_test(test_inflight_window_bounds_unacknowledged_appends),
+        cmocka_unit_test(test_leader_drops_proposals_past_uncommitted_limit),
     };
     return cmocka_run_group_tests_name("raft_replication", tests, NULL, NULL);
 }
