@@ -1020,6 +1020,68 @@ static void test_gc_keeps_newest_version_at_safe_point(void **state)
     fx_must_get(f, "k", 100, "v40");
 }
 
+/* ---- allocation failures ------------------------------------------------------------------ */
+
+static size_t count_locks(txn_fx *f)
+{
+    Kvrpcpb__ScanLockRequest sl = KVRPCPB__SCAN_LOCK_REQUEST__INIT;
+    sl.max_version = UINT64_MAX;
+    Kvrpcpb__ScanLockResponse *r = fx_call(f, "KvScanLock", &sl.base);
+    size_t n = r->n_locks;
+    fx_free(r);
+    return n;
+}
+
+static void test_prewrite_under_allocation_failures_is_all_or_nothing(void **state)
+{
+    txn_fx *f = *state;
+    char big[700];
+    memset(big, 'L', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    const char *keys[3] = {"a", "b", "c"};
+    const char *vals[3] = {"1", big, "3"};
+    bool completed_clean = false;
+    for (long n = 0; n < 400 && !completed_clean; n++) {
+        uint64_t start_ts = 100 + (uint64_t)n * 10;
+        Kvrpcpb__Mutation m[3];
+        Kvrpcpb__Mutation *mp[3];
+        for (int i = 0; i < 3; i++) {
+            kvrpcpb__mutation__init(&m[i]);
+            m[i].key = fx_bin(keys[i]);
+            m[i].value = fx_bin(vals[i]);
+            mp[i] = &m[i];
+        }
+        Kvrpcpb__PrewriteRequest req = KVRPCPB__PREWRITE_REQUEST__INIT;
+        req.context = &f->ctx;
+        req.n_mutations = 3;
+        req.mutations = mp;
+        req.primary_lock = fx_bin("a");
+        req.start_version = start_ts;
+        req.lock_ttl = 100;
+        const stor_method *meth = stor_method_find("KvPrewrite");
+        tkv_alloc_fail_after(n);
+        fx_pending *p = NULL;
+        int rc = fx_try_start(f, meth, &req.base, &p);
+        void *resp = rc == 0 ? fx_wait(p) : NULL;
+        long faults = tkv_alloc_fault_count();
+        tkv_alloc_fault_clear();
+        completed_clean = faults == 0;
+        fx_free(resp);
+        /* Either every key is locked by this prewrite or none is. */
+        size_t locks = count_locks(f);
+        assert_true(locks == 0 || locks == 3);
+        if (locks == 3) {
+            for (int i = 0; i < 3; i++) {
+                Kvrpcpb__BatchRollbackResponse *rb = fx_rollback(f, keys[i], start_ts);
+                assert_null(rb->error);
+                fx_free(rb);
+            }
+        }
+        assert_int_equal(count_locks(f), 0);
+    }
+    assert_true(completed_clean);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1051,6 +1113,7 @@ int main(void)
         T(test_deadlock_between_two_transactions_is_detected),
         T(test_delete_range_removes_all_versions_and_locks),
         T(test_gc_keeps_newest_version_at_safe_point),
+        T(test_prewrite_under_allocation_failures_is_all_or_nothing),
     };
     g_rocks = false;
     int rc = cmocka_run_group_tests_name("txn on eng_mem", tests, NULL, NULL);

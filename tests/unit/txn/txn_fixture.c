@@ -99,6 +99,24 @@ fx_pending *fx_start(txn_fx *f, const char *name, ProtobufCMessage *req)
     return p;
 }
 
+int fx_try_start(txn_fx *f, const stor_method *m, ProtobufCMessage *req, fx_pending **out)
+{
+    set_ctx(f, req);
+    fx_pending *p = calloc(1, sizeof(*p));
+    assert_non_null(p);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    int rc = m->fn(f->s, req, on_done, p);
+    if (rc != 0) {
+        pthread_cond_destroy(&p->cond);
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
 bool fx_done(fx_pending *p)
 {
     pthread_mutex_lock(&p->mu);

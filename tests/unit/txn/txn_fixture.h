@@ -29,6 +29,9 @@ void *fx_call(txn_fx *f, const char *name, ProtobufCMessage *req);
 /* Starts method @name and returns at once; fx_wait gets the response. */
 typedef struct fx_pending fx_pending;
 fx_pending *fx_start(txn_fx *f, const char *name, ProtobufCMessage *req);
+/* Like fx_start but returns the method's code instead of asserting it is 0 (*@out is set
+ * only on 0). */
+int fx_try_start(txn_fx *f, const stor_method *m, ProtobufCMessage *req, fx_pending **out);
 /* Returns whether the call finished. */
 bool fx_done(fx_pending *p);
 /* Waits for the call and returns its response (fx_free it). */
