@@ -1082,6 +1082,184 @@ static void test_prewrite_under_allocation_failures_is_all_or_nothing(void **sta
     assert_true(completed_clean);
 }
 
+/* ---- more edges ---------------------------------------------------------------------------- */
+
+typedef struct dl_seen {
+    int calls;
+    txn_wait_outcome o;
+    uint64_t hash;
+} dl_seen;
+
+static void dl_cb(void *ud, txn_wait_outcome o, uint64_t commit_ts, uint64_t hash)
+{
+    (void)commit_ts;
+    dl_seen *d = ud;
+    d->calls++;
+    d->o = o;
+    d->hash = hash;
+}
+
+static void test_detector_finds_three_party_cycle_and_forgets_ended_waits(void **state)
+{
+    (void)state;
+    txn_lock_mgr *lm;
+    assert_int_equal(txn_lock_mgr_new(NULL, 0, &lm), 0);
+    assert_int_equal(txn_lock_mgr_wait_ms(lm, -1), 0);
+    assert_int_equal(txn_lock_mgr_wait_ms(lm, 0), TXN_DEFAULT_WAIT_TIMEOUT_MS);
+    assert_int_equal(txn_lock_mgr_wait_ms(lm, 5), 5);
+    assert_int_equal(txn_lock_mgr_wait_ms(lm, INT64_MAX), TXN_DEFAULT_WAIT_TIMEOUT_MS);
+    dl_seen a = {0}, b = {0}, c = {0}, c2 = {0};
+    /* 1 waits for 2 (key 11), 2 waits for 3 (key 22). */
+    assert_int_equal(txn_lock_mgr_wait_for(lm, 1, 2, 11, 60000, dl_cb, &a), 0);
+    assert_int_equal(txn_lock_mgr_wait_for(lm, 2, 3, 22, 60000, dl_cb, &b), 0);
+    assert_int_equal(txn_lock_mgr_waiter_count(lm), 2);
+    /* 3 waiting for 1 closes the cycle: 3 is told at once, with the hash of the wait that
+     * points back at it (2 -> 3 on key 22). */
+    assert_int_equal(txn_lock_mgr_wait_for(lm, 3, 1, 33, 60000, dl_cb, &c), 0);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(c.o, TXN_WAIT_DEADLOCK);
+    assert_int_equal(c.hash, 22);
+    assert_int_equal(txn_lock_mgr_waiter_count(lm), 2);
+    /* Txn 3 releases key 22: 2 is woken and its edge goes, so 3 may now wait for 1. */
+    uint64_t h = 22;
+    txn_lock_mgr_wake_up(lm, 3, &h, 1, 77);
+    assert_int_equal(b.calls, 1);
+    assert_int_equal(b.o, TXN_WAIT_WOKEN);
+    assert_int_equal(txn_lock_mgr_wait_for(lm, 3, 1, 33, 60000, dl_cb, &c2), 0);
+    assert_int_equal(c2.calls, 0);
+    assert_int_equal(txn_lock_mgr_waiter_count(lm), 2);
+    /* Freeing the manager ends the remaining waits with a timeout. */
+    txn_lock_mgr_free(lm);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.o, TXN_WAIT_TIMEOUT);
+    assert_int_equal(c2.calls, 1);
+}
+
+static void test_rc_check_ts_reads_answer_write_conflict_on_locks(void **state)
+{
+    txn_fx *f = *state;
+    put_committed(f, "k", "v", 10, 11);
+    fx_must_prewrite_put(f, "k", "w", "k", 20);
+    Kvrpcpb__Context ctx = f->ctx;
+    ctx.isolation_level = KVRPCPB__ISOLATION_LEVEL__RCCheckTS;
+    Kvrpcpb__GetRequest req = KVRPCPB__GET_REQUEST__INIT;
+    req.context = &ctx;
+    req.key = fx_bin("k");
+    req.version = 15; /* even a lock newer than the read */
+    Kvrpcpb__GetResponse *r = fx_call(f, "KvGet", &req.base);
+    assert_non_null(r->error);
+    assert_non_null(r->error->conflict);
+    assert_int_equal(r->error->conflict->reason, KVRPCPB__WRITE_CONFLICT__REASON__RcCheckTs);
+    assert_int_equal(r->error->conflict->conflict_ts, 20);
+    fx_free(r);
+}
+
+static void test_pessimistic_prewrite_without_lock_is_amended_or_refused(void **state)
+{
+    txn_fx *f = *state;
+    /* No pessimistic lock, nothing committed since start: TiKV amends the lock. */
+    pessimistic_prewrite_commit(f, "k", "v", 10, 12, 15);
+    fx_must_get(f, "k", 15, "v");
+    /* No lock and a commit newer than our start: PessimisticLockNotFound (abort). */
+    Kvrpcpb__Mutation m = KVRPCPB__MUTATION__INIT;
+    m.key = fx_bin("k");
+    m.value = fx_bin("x");
+    Kvrpcpb__Mutation *mp = &m;
+    Kvrpcpb__PrewriteRequest__PessimisticAction act =
+        KVRPCPB__PREWRITE_REQUEST__PESSIMISTIC_ACTION__DO_PESSIMISTIC_CHECK;
+    Kvrpcpb__PrewriteRequest req = KVRPCPB__PREWRITE_REQUEST__INIT;
+    req.n_mutations = 1;
+    req.mutations = &mp;
+    req.primary_lock = fx_bin("k");
+    req.start_version = 12;
+    req.for_update_ts = 20;
+    req.lock_ttl = 100;
+    req.n_pessimistic_actions = 1;
+    req.pessimistic_actions = &act;
+    Kvrpcpb__PrewriteResponse *r = fx_call(f, "KvPrewrite", &req.base);
+    assert_int_equal(r->n_errors, 1);
+    assert_non_null(r->errors[0]->abort);
+    assert_non_null(strstr(r->errors[0]->abort, "PessimisticLockNotFound"));
+    fx_free(r);
+    /* A pessimistic lock of another txn on a key we hold pessimistically? Lock type
+     * mismatch: an optimistic prewrite meeting its own pessimistic lock. */
+    Kvrpcpb__PessimisticLockResponse *pl = plock(f, "p", "p", 30, 30, -1, false);
+    fx_free(pl);
+    Kvrpcpb__PrewriteResponse *p2 = fx_prewrite(f, "p", "v", KVRPCPB__OP__Put, "p", 30);
+    assert_int_equal(p2->n_errors, 1);
+    assert_non_null(p2->errors[0]->abort);
+    fx_free(p2);
+}
+
+static void test_lock_only_if_exists_and_resolving_pessimistic_locks(void **state)
+{
+    txn_fx *f = *state;
+    Kvrpcpb__Mutation m = KVRPCPB__MUTATION__INIT;
+    m.op = KVRPCPB__OP__PessimisticLock;
+    m.key = fx_bin("absent");
+    Kvrpcpb__Mutation *mp = &m;
+    Kvrpcpb__PessimisticLockRequest req = KVRPCPB__PESSIMISTIC_LOCK_REQUEST__INIT;
+    req.n_mutations = 1;
+    req.mutations = &mp;
+    req.primary_lock = fx_bin("absent");
+    req.start_version = 10;
+    req.for_update_ts = 10;
+    req.lock_ttl = 1;
+    req.wait_timeout = -1;
+    req.return_values = true;
+    req.lock_only_if_exists = true;
+    Kvrpcpb__PessimisticLockResponse *r = fx_call(f, "KvPessimisticLock", &req.base);
+    assert_int_equal(r->n_errors, 0);
+    assert_true(r->not_founds[0]);
+    fx_free(r);
+    assert_int_equal(count_locks(f), 0); /* nothing to lock */
+    /* An expired pessimistic primary met by a pessimistic resolver is just unlocked. */
+    m.key = fx_bin("pk");
+    req.primary_lock = fx_bin("pk");
+    req.lock_only_if_exists = false;
+    req.start_version = ts_ms(100);
+    req.for_update_ts = ts_ms(100);
+    r = fx_call(f, "KvPessimisticLock", &req.base);
+    assert_int_equal(r->n_errors, 0);
+    fx_free(r);
+    Kvrpcpb__CheckTxnStatusRequest cs = KVRPCPB__CHECK_TXN_STATUS_REQUEST__INIT;
+    cs.primary_key = fx_bin("pk");
+    cs.lock_ts = ts_ms(100);
+    cs.current_ts = ts_ms(200);
+    cs.resolving_pessimistic_lock = true;
+    Kvrpcpb__CheckTxnStatusResponse *st = fx_call(f, "KvCheckTxnStatus", &cs.base);
+    assert_int_equal(st->action, KVRPCPB__ACTION__TTLExpirePessimisticRollback);
+    fx_free(st);
+    assert_int_equal(count_locks(f), 0);
+    /* Nothing left and still resolving pessimistic locks: LockNotExistDoNothing. */
+    cs.rollback_if_not_exist = true;
+    st = fx_call(f, "KvCheckTxnStatus", &cs.base);
+    assert_int_equal(st->action, KVRPCPB__ACTION__LockNotExistDoNothing);
+    fx_free(st);
+}
+
+static void test_gc_worker_collects_in_background(void **state)
+{
+    txn_fx *f = *state;
+    put_committed(f, "k", "1", 10, 11);
+    put_committed(f, "k", "2", 20, 21);
+    put_committed(f, "k", "3", 30, 31);
+    gc_safe_point = 25;
+    stor_gc_opts o = {.safe_point = sp_cb, .regions = regions_cb, .interval_ms = 5};
+    stor_gc_worker *w;
+    assert_int_equal(stor_gc_worker_new(f->s, &o, &w), 0);
+    uint64_t t0 = tkv_clock_mono_ms();
+    while (stor_gc_worker_done_safe_point(w) != 25) {
+        if (tkv_clock_mono_ms() - t0 > 10000)
+            fail_msg("GC worker did not collect within 10 s");
+        tkv_sleep_ms(1);
+    }
+    stor_gc_worker_free(w);
+    assert_int_equal(write_versions(f, "k"), 2);
+    fx_must_get(f, "k", 25, "2");
+    fx_must_get(f, "k", 31, "3");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1114,6 +1292,11 @@ int main(void)
         T(test_delete_range_removes_all_versions_and_locks),
         T(test_gc_keeps_newest_version_at_safe_point),
         T(test_prewrite_under_allocation_failures_is_all_or_nothing),
+        cmocka_unit_test(test_detector_finds_three_party_cycle_and_forgets_ended_waits),
+        T(test_rc_check_ts_reads_answer_write_conflict_on_locks),
+        T(test_pessimistic_prewrite_without_lock_is_amended_or_refused),
+        T(test_lock_only_if_exists_and_resolving_pessimistic_locks),
+        T(test_gc_worker_collects_in_background),
     };
     g_rocks = false;
     int rc = cmocka_run_group_tests_name("txn on eng_mem", tests, NULL, NULL);

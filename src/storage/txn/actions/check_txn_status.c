@@ -116,8 +116,11 @@ static int lock_exists(mvcc_txn *t, mvcc_reader *r, tkv_slice enc_key, txn_lock 
             return rc;
     }
     st->kind = TXN_STATUS_UNCOMMITTED;
-    st->min_commit_ts_pushed = (caller_start_ts != 0 && lock->min_commit_ts > caller_start_ts) ||
-                               caller_start_ts == TXN_TS_MAX;
+    /* Readers may skip the transaction's locks once min_commit_ts is past them; a point get
+     * at ts max skips them anyway (TiKV). Async-commit locks are reported as they are. */
+    st->min_commit_ts_pushed =
+        !async && ((caller_start_ts != 0 && lock->min_commit_ts > caller_start_ts) ||
+                   caller_start_ts == TXN_TS_MAX);
     tkv_buf enc;
     tkv_buf_init(&enc);
     int rc = txn_lock_encode(lock, &enc);
