@@ -120,7 +120,8 @@ static uint64_t take64(cursor *c)
 
 static tkv_slice take_bytes(cursor *c, size_t max)
 {
-    size_t len = TKV_MIN((size_t)take8(c) % (max + 1), c->n);
+    size_t want = (size_t)take8(c) % (max + 1); /* TKV_MIN evaluates twice: take first */
+    size_t len = TKV_MIN(want, c->n);
     tkv_slice s = tkv_slice_of(c->p, len);
     c->p += len;
     c->n -= len;

@@ -164,7 +164,8 @@ void txn__set_region_error(txn_cmd *c, Errorpb__Error *rerr)
 {
     const ProtobufCFieldDescriptor *f =
         protobuf_c_message_descriptor_get_field_by_name(c->def->resp_desc, "region_error");
-    Errorpb__Error **slot = (Errorpb__Error **)((char *)c->resp + f->offset);
+    void *field = (char *)c->resp + f->offset; /* protobuf-c keeps fields aligned */
+    Errorpb__Error **slot = field;
     if (*slot != NULL)
         stor_rerr_free(*slot);
     *slot = rerr;
@@ -176,7 +177,8 @@ static void free_region_error(txn_cmd *c)
 {
     const ProtobufCFieldDescriptor *f =
         protobuf_c_message_descriptor_get_field_by_name(c->def->resp_desc, "region_error");
-    Errorpb__Error **slot = (Errorpb__Error **)((char *)c->resp + f->offset);
+    void *field = (char *)c->resp + f->offset; /* protobuf-c keeps fields aligned */
+    Errorpb__Error **slot = field;
     stor_rerr_free(*slot);
     *slot = NULL;
 }

@@ -1260,6 +1260,46 @@ static void test_gc_worker_collects_in_background(void **state)
     fx_must_get(f, "k", 31, "3");
 }
 
+static void test_assertions_are_checked_when_asked(void **state)
+{
+    txn_fx *f = *state;
+    put_committed(f, "k", "v", 10, 11);
+    Kvrpcpb__Mutation m = KVRPCPB__MUTATION__INIT;
+    m.key = fx_bin("k");
+    m.value = fx_bin("w");
+    m.assertion = KVRPCPB__ASSERTION__NotExist;
+    Kvrpcpb__Mutation *mp = &m;
+    Kvrpcpb__PrewriteRequest req = KVRPCPB__PREWRITE_REQUEST__INIT;
+    req.n_mutations = 1;
+    req.mutations = &mp;
+    req.primary_lock = fx_bin("k");
+    req.start_version = 20;
+    req.lock_ttl = 100;
+    /* Assertion level Off: not checked. */
+    Kvrpcpb__PrewriteResponse *r = fx_call(f, "KvPrewrite", &req.base);
+    assert_int_equal(r->n_errors, 0);
+    fx_free(r);
+    Kvrpcpb__BatchRollbackResponse *rb = fx_rollback(f, "k", 20);
+    fx_free(rb);
+    req.start_version = 30;
+    req.assertion_level = KVRPCPB__ASSERTION_LEVEL__Strict;
+    r = fx_call(f, "KvPrewrite", &req.base);
+    assert_int_equal(r->n_errors, 1);
+    Kvrpcpb__AssertionFailed *af = r->errors[0]->assertion_failed;
+    assert_non_null(af);
+    assert_int_equal(af->start_ts, 30);
+    assert_int_equal(af->assertion, KVRPCPB__ASSERTION__NotExist);
+    assert_int_equal(af->existing_start_ts, 10);
+    assert_int_equal(af->existing_commit_ts, 11);
+    assert_true(fx_bin_eq(af->key, "k"));
+    fx_free(r);
+    m.assertion = KVRPCPB__ASSERTION__Exist;
+    req.start_version = 40;
+    r = fx_call(f, "KvPrewrite", &req.base);
+    assert_int_equal(r->n_errors, 0);
+    fx_free(r);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1297,6 +1337,7 @@ int main(void)
         T(test_pessimistic_prewrite_without_lock_is_amended_or_refused),
         T(test_lock_only_if_exists_and_resolving_pessimistic_locks),
         T(test_gc_worker_collects_in_background),
+        T(test_assertions_are_checked_when_asked),
     };
     g_rocks = false;
     int rc = cmocka_run_group_tests_name("txn on eng_mem", tests, NULL, NULL);

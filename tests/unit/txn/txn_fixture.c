@@ -81,7 +81,8 @@ static void set_ctx(txn_fx *f, ProtobufCMessage *req)
         protobuf_c_message_descriptor_get_field_by_name(req->descriptor, "context");
     if (fd == NULL)
         return;
-    Kvrpcpb__Context **slot = (Kvrpcpb__Context **)((char *)req + fd->offset);
+    void *field = (char *)req + fd->offset;
+    Kvrpcpb__Context **slot = field;
     if (*slot == NULL)
         *slot = &f->ctx;
 }
