@@ -230,7 +230,13 @@ static int load_region(void *ud, tkv_slice key, tkv_slice val)
         pd__region_free(r);
         return 0;
     }
-    return put_region(c, r, false);
+    uint64_t id = pd__region_id(r);
+    rc = put_region(c, r, false);
+    if (rc == -EINVAL) {
+        TKV_LOG_WARN("stored region with an empty range skipped", TKV_LF_U64("region_id", id));
+        return 0;
+    }
+    return rc;
 }
 
 static int load_config(pd_cluster *c)
@@ -822,8 +828,12 @@ int pd__cluster_report_batch_split(pd_cluster *c, Metapb__Region *const *regions
                  tkv_slice_cmp(pd__bytes(l->start_key), pd__bytes(r->end_key)) >= 0)
             valid = false;
     }
-    for (size_t i = 0; valid && i < n; i++)
-        valid = regions[i]->id != 0 && regions[i]->n_peers > 0;
+    for (size_t i = 0; valid && i < n; i++) {
+        const Metapb__Region *m = regions[i];
+        valid = m->id != 0 && m->n_peers > 0 &&
+                (m->end_key.len == 0 ||
+                 tkv_slice_cmp(pd__bytes(m->start_key), pd__bytes(m->end_key)) < 0);
+    }
     if (!valid) {
         pd__result_set(res, PDPB__ERROR_TYPE__UNKNOWN, "invalid split region");
         goto out;

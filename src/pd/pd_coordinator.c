@@ -168,23 +168,21 @@ int pd__cluster_split_regions(pd_cluster *c, const tkv_slice *keys, size_t n, ui
     return 0;
 }
 
-bool pd__cluster_split_cancel(pd_cluster *c, pd_split_waiter *w)
+bool pd__cluster_split_cancel(pd_cluster *c, void *ud)
 {
-    if (w == NULL)
-        return false;
     pd__cluster_lock(c);
-    bool found = false;
+    pd_split_waiter *w = NULL;
     for (pd_split_waiter **pp = &c->waiters; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == w) {
+        if ((*pp)->ud == ud) {
+            w = *pp;
             *pp = w->next;
-            found = true;
             break;
         }
     }
     pd__cluster_unlock(c);
-    if (found)
+    if (w != NULL)
         waiter_free(w);
-    return found;
+    return w != NULL;
 }
 
 /* ---- the round ---------------------------------------------------------------------------- */
@@ -315,13 +313,7 @@ static void *coordinator_main(void *arg)
         uint64_t ms = cfg.patrol_region_interval_ms;
         ms = ms < 10 ? 10 : ms > 1000 ? 1000 : ms;
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)(ms / 1000);
-        ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        pd__deadline(&ts, ms);
         pthread_mutex_lock(&co->mu);
         if (!co->stop)
             pthread_cond_timedwait(&co->cv, &co->mu, &ts);

@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "base/base.h"
 #include "base/codec.h"
@@ -38,6 +39,19 @@
 static inline tkv_slice pd__bytes(ProtobufCBinaryData b)
 {
     return tkv_slice_of(b.data, b.len);
+}
+
+/* Sets *@ts to @ms milliseconds from now on CLOCK_MONOTONIC (for condition variables created
+ * with that clock). */
+static inline void pd__deadline(struct timespec *ts, uint64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
 }
 
 /* Deep-copies @m (pack + unpack with the project allocator) into *@out (rpc_msg_free).
@@ -269,7 +283,8 @@ TKV_MUST_USE int pd__rt_check(const pd_region_tree *t, const Metapb__Region *inc
                               uint64_t term, pd_region **origin);
 /* Inserts @r (the tree takes ownership), unlinking the region with its id and every region
  * overlapping it; those are returned in *@removed (an array to tkv_free; the regions are
- * the caller's to free). Errors: -ENOMEM (the tree is unchanged, @r still the caller's). */
+ * the caller's to free). Errors: -EINVAL (an empty range: start >= a non-empty end),
+ * -ENOMEM (the tree is unchanged, @r still the caller's). */
 TKV_MUST_USE int pd__rt_put(pd_region_tree *t, pd_region *r, pd_region ***removed,
                             size_t *nremoved);
 /* Unlinks @r (it becomes the caller's). */
@@ -572,13 +587,16 @@ TKV_MUST_USE int pd__scatter_locked(pd_cluster *c, const pd_region *r, const cha
                                     pd_operator **out);
 
 /* SplitRegions (pd_coordinator.c): creates split operators for the regions containing
- * @keys, then calls @done once every key starts a region or @timeout_ms passed. Returns a
- * handle for pd__cluster_split_cancel. Errors: -ENOMEM (then @done is never called). */
+ * @keys, then calls @done once every key starts a region or @timeout_ms passed. @ud must be
+ * unique among waiting requests (the gRPC call). Errors: -ENOMEM (then @done is never
+ * called). */
 TKV_MUST_USE int pd__cluster_split_regions(pd_cluster *c, const tkv_slice *keys, size_t n,
                                            uint64_t timeout_ms, pd_split_done_fn done, void *ud,
                                            pd_split_waiter **handle);
-/* Drops a waiting SplitRegions; returns false when it already completed. */
-bool pd__cluster_split_cancel(pd_cluster *c, pd_split_waiter *w);
+/* SplitRegions: @handle is NULL when @done already ran (every key started a region). */
+/* Drops the waiting SplitRegions registered with @ud (its done callback never runs);
+ * returns false when none waits (it already completed). */
+bool pd__cluster_split_cancel(pd_cluster *c, void *ud);
 /* One coordinator round: operator timeouts, replica patrol, schedulers, Offline stores
  * that became empty, SplitRegions waiters, statistics. */
 void pd__coordinator_tick(pd_cluster *c);
@@ -588,5 +606,114 @@ typedef struct pd_coordinator pd_coordinator;
 TKV_MUST_USE int pd__coordinator_start(pd_cluster *c, pd_coordinator **out);
 void pd__coordinator_stop(pd_coordinator *co);
 void pd__waiters_free_locked(pd_cluster *c);
+
+/* ---- region heartbeat streams (pd_hbstream.c) ------------------------------------------ */
+
+struct rpc_call;
+struct rpc_server;
+struct http_server;
+
+/* One RegionHeartbeat stream from a store. */
+typedef struct pd_hb_stream {
+    struct rpc_call *call;
+    uint64_t store_id; /* the store it is bound to, 0 before the first heartbeat */
+    bool finished;
+    struct pd_hb_stream *next;
+} pd_hb_stream;
+
+/* The streams, and which one each store's commands go to (the newest from that store). */
+typedef struct pd_hbstreams {
+    pthread_mutex_t mu;
+    pd_hb_stream *list;
+    pd_map by_store; /* store id -> pd_hb_stream * */
+    uint64_t cluster_id;
+    uint64_t dropped; /* commands dropped: no stream, or the stream is backed up */
+} pd_hbstreams;
+
+void pd__hb_init(pd_hbstreams *hb, uint64_t cluster_id);
+/* Frees what is left; every stream must be closed. */
+void pd__hb_deinit(pd_hbstreams *hb);
+/* Registers a new stream for @call. Errors: -ENOMEM. */
+TKV_MUST_USE int pd__hb_open(pd_hbstreams *hb, struct rpc_call *call, pd_hb_stream **out);
+/* Makes @st the stream that carries commands for @store_id. */
+void pd__hb_bind(pd_hbstreams *hb, pd_hb_stream *st, uint64_t store_id);
+/* Queues @m on @st itself (answers to its own heartbeats). */
+void pd__hb_send_on(pd_hbstreams *hb, pd_hb_stream *st, const Pdpb__RegionHeartbeatResponse *m);
+/* The cluster's command sink: queues @m on the stream bound to @store_id. */
+void pd__hb_send(void *hb, uint64_t store_id, const Pdpb__RegionHeartbeatResponse *m);
+/* Unbinds @st, ends its call with @code/@msg and frees it. */
+void pd__hb_close(pd_hbstreams *hb, pd_hb_stream *st, int code, const char *msg);
+
+/* ---- the server ------------------------------------------------------------------------ */
+
+typedef struct pd_method_binding pd_method_binding;
+
+struct pd_server {
+    pd_config cfg;
+    char listen_addr[256];   /* host:port from the first client URL */
+    char advertise_url[300]; /* http://host:port with the bound port */
+    pd_storage *st;
+    pd_id_alloc ids;
+    bool ids_ready;
+    pd_tso *tso;
+    pd_cluster *cluster;
+    pd_hbstreams hb;
+    pd_coordinator *coord;
+    struct rpc_server *rpc;
+    struct http_server *http;
+    pd_method_binding *bindings;
+    size_t nbindings;
+    uint64_t cluster_id;
+    uint64_t member_id;
+    uint64_t start_real_ms;
+    pthread_mutex_t etcd_mu; /* serializes etcd writes and the revision */
+    int64_t etcd_rev;
+    bool started;
+    bool stopped;
+};
+
+/* Registers the pdpb.PD methods (pd_grpc.c, pd_grpc_stream.c) and the etcd KV subset
+ * (pd_etcd.c) on s->rpc. Errors: from rpc_server_add_method. */
+TKV_MUST_USE int pd__grpc_register(pd_server *s);
+TKV_MUST_USE int pd__grpc_register_streams(pd_server *s);
+TKV_MUST_USE int pd__etcd_register(pd_server *s);
+/* Loads the etcd revision (pd_etcd.c). */
+TKV_MUST_USE int pd__etcd_load(pd_server *s);
+/* Starts the HTTP API on cfg.http_addr (pd_http.c). Errors: as http_server_start. */
+TKV_MUST_USE int pd__http_start(pd_server *s, char errmsg[TKV_ERRMSG_LEN]);
+
+/* Helpers shared by the gRPC files (pd_grpc.c). */
+typedef struct pd_hdr {
+    Pdpb__ResponseHeader h;
+    Pdpb__Error e;
+    char msg[TKV_ERRMSG_LEN];
+} pd_hdr;
+/* Returns a header with the cluster id and, when @res is not NULL and not OK, its error. */
+Pdpb__ResponseHeader *pd__hdr(const pd_server *s, pd_hdr *b, const pd_result *res);
+/* Returns a header with an error of @type and @msg (copied into @b's buffer). */
+Pdpb__ResponseHeader *pd__hdr_err(const pd_server *s, pd_hdr *b, Pdpb__ErrorType type,
+                                  const char *msg);
+/* Returns false (and ends @call with FAILED_PRECONDITION, as PD) when @h names another
+ * cluster. */
+bool pd__check_header(const pd_server *s, const Pdpb__RequestHeader *h, struct rpc_call *call);
+/* Fills a PD member for this server (client URL with scheme). */
+void pd__member(const pd_server *s, Pdpb__Member *m, char **urls);
+
+/* ---- JSON for the HTTP API (pd_json.c); NULL on -ENOMEM --------------------------------- */
+
+/* Writes @bytes as Go's units.BytesSize does ("1.819TiB", "0B"). */
+void pd__json_bytes_size(uint64_t bytes, char *out, size_t cap);
+/* Writes the wall-clock time @real_ms in RFC 3339 (UTC, milliseconds). */
+void pd__json_time(uint64_t real_ms, char *out, size_t cap);
+/* Writes @key in upper-case hex into @out (2 * len + 1 bytes). */
+void pd__json_hex(tkv_slice key, char *out);
+json_t *pd__json_peer(const Metapb__Peer *p);
+/* PD's RegionInfo (api/region.go). Cluster mutex held. */
+json_t *pd__json_region(const pd_region *r);
+json_t *pd__json_store_meta(const Metapb__Store *s);
+/* PD's StoreInfo {"store": {..., "state_name"}, "status": {...}}. Cluster mutex held. */
+json_t *pd__json_store(const pd_cluster *c, const pd_store *s);
+/* This member as PD's member JSON. */
+json_t *pd__json_member(const pd_server *s);
 
 #endif /* TKV_PD_INT_H */

@@ -256,6 +256,10 @@ int pd__rt_put(pd_region_tree *t, pd_region *r, pd_region ***removed, size_t *nr
     *removed = NULL;
     *nremoved = 0;
     size_t cap = 0;
+    /* An empty range would share its start key with a neighbour and break the order. */
+    tkv_slice end = pd__region_end(r);
+    if (end.len != 0 && tkv_slice_cmp(pd__region_start(r), end) >= 0)
+        return -EINVAL;
     /* Reserve everything that can fail before changing the tree. */
     int level = random_level(t);
     pd_rt_node *n = tkv_calloc(1, sizeof(*n) + (size_t)level * sizeof(pd_rt_node *));

@@ -96,12 +96,7 @@ static void *updater_main(void *arg)
     pthread_mutex_lock(&t->mu);
     while (!t->stop) {
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += TSO_UPDATE_INTERVAL_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        pd__deadline(&ts, TSO_UPDATE_INTERVAL_MS);
         pthread_cond_timedwait(&t->wake, &t->mu, &ts);
         if (t->stop)
             break;
@@ -226,12 +221,7 @@ int pd__tso_get(pd_tso *t, uint32_t count, int64_t *physical, int64_t *logical)
         }
         pthread_cond_signal(&t->wake);
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        pd__deadline(&ts, 100);
         pthread_cond_timedwait(&t->raised, &t->mu, &ts);
     }
 }

@@ -272,6 +272,13 @@ static void test_ask_batch_split_allocates_fresh_ids_and_checks_the_epoch(void *
     assert_int_equal(pd__cluster_ask_batch_split(t.c, &m, 1, &resp, &res), 0);
     assert_int_equal(res.type, PDPB__ERROR_TYPE__UNKNOWN);
     assert_non_null(strstr(res.msg, "invalid region epoch"));
+    /* A repeated split at a boundary would report an empty region: refused. */
+    Metapb__Region empty = parts[1];
+    empty.end_key = empty.start_key;
+    Metapb__Region *bad_parts[] = {&empty, &parts[1]};
+    assert_int_equal(pd__cluster_report_batch_split(t.c, bad_parts, 2, &res), 0);
+    assert_int_equal(res.type, PDPB__ERROR_TYPE__UNKNOWN);
+    assert_int_equal(pd__rt_count(&t.c->regions), 4);
     /* Not adjacent: refused. */
     pp[1] = &parts[2];
     assert_int_equal(pd__cluster_report_batch_split(t.c, pp, 4, &res), 0);

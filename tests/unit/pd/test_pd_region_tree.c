@@ -168,6 +168,26 @@ static void test_tree_rejects_stale_epochs_and_replaces_overlaps(void **state)
     pd__rt_deinit(&t);
 }
 
+static void test_tree_refuses_empty_ranges(void **state)
+{
+    (void)state;
+    pd_region_tree t;
+    assert_int_equal(pd__rt_init(&t), 0);
+    assert_int_equal(offer(&t, mk(1, "t", "", 2, 1)), 0);
+    /* [t, t) would share its start key with region 1 and break the order. */
+    pd_region *empty = mk(2, "t", "t", 3, 1);
+    pd_region **removed;
+    size_t n;
+    assert_int_equal(pd__rt_put(&t, empty, &removed, &n), -EINVAL);
+    pd__region_free(empty);
+    pd_region *inverted = mk(3, "z", "a", 3, 1);
+    assert_int_equal(pd__rt_put(&t, inverted, &removed, &n), -EINVAL);
+    pd__region_free(inverted);
+    assert_int_equal(pd__rt_count(&t), 1);
+    assert_int_equal(id_at(&t, "t"), 1);
+    pd__rt_deinit(&t);
+}
+
 /* ---- random model check -------------------------------------------------------------- */
 
 #define MODEL_KEYS 64
@@ -287,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_tree_split_reported_by_the_new_region_first),
         cmocka_unit_test(test_tree_split_reported_by_the_old_region_first),
         cmocka_unit_test(test_tree_rejects_stale_epochs_and_replaces_overlaps),
+        cmocka_unit_test(test_tree_refuses_empty_ranges),
         cmocka_unit_test(test_tree_matches_a_model_under_random_splits_and_late_reports),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -592,8 +592,10 @@ static void test_split_regions_waits_for_the_split_and_returns_new_region_ids(vo
     split_result res4 = {0};
     tkv_slice k4 = tkv_slice_str("y");
     assert_int_equal(pd__cluster_split_regions(s->t.c, &k4, 1, 60000, on_split, &res4, &w), 0);
-    assert_true(pd__cluster_split_cancel(s->t.c, w));
-    assert_false(pd__cluster_split_cancel(s->t.c, NULL));
+    assert_non_null(w);
+    assert_true(pd__cluster_split_cancel(s->t.c, &res4));
+    assert_false(pd__cluster_split_cancel(s->t.c, &res4));
+    assert_false(pd__cluster_split_cancel(s->t.c, &res));
     assert_int_equal(res4.calls, 0);
     sim_free(s);
 }
