@@ -11,6 +11,7 @@
  * bounds a failure.
  */
 #include <inttypes.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1013,6 +1014,167 @@ static void test_three_stores_bootstrap_split_balance_down_and_restart(void **st
     world_free(w);
 }
 
+/* Runs pd-ctl with @args against the world's PD; returns its exit status, output in @out. */
+static int pd_ctl(world *w, tkv_buf *out, const char *a1, const char *a2, const char *a3,
+                  const char *a4, const char *a5, const char *a6)
+{
+    const char *bin = getenv("TKV_PD_CTL");
+    if (bin == NULL)
+        fail_msg("TKV_PD_CTL is not set (the path of pd-ctl)");
+    char url[100];
+    snprintf(url, sizeof(url), "http://%s", w->pd.http_addr);
+    char *argv[12] = {(char *)bin, "-u", url};
+    int n = 3;
+    const char *rest[] = {a1, a2, a3, a4, a5, a6};
+    for (size_t i = 0; i < 6 && rest[i] != NULL; i++)
+        argv[n++] = (char *)rest[i];
+    argv[n] = NULL;
+    return pdp_run(argv, out);
+}
+
+static bool leader_on(world *w, void *arg)
+{
+    const uint64_t *want = arg; /* {region id, store id} */
+    Pdpb__RequestHeader h = header(w);
+    Pdpb__GetRegionByIDRequest req = PDPB__GET_REGION_BY_IDREQUEST__INIT;
+    req.header = &h;
+    req.region_id = want[0];
+    Pdpb__GetRegionResponse *r = (void *)call(w, "/pdpb.PD/GetRegionByID", &req.base,
+                                              &pdpb__get_region_response__descriptor);
+    bool ok = r->leader != NULL && r->leader->store_id == want[1];
+    rpc_msg_free(&r->base);
+    return ok;
+}
+
+static void test_admin_calls_pd_ctl_and_http_api(void **state)
+{
+    (void)state;
+    world *w = world_new(scenario_toml);
+    bootstrap(w);
+    join_store(w);
+    join_store(w);
+    start_store_heartbeats(w);
+    wait_until(w, all_replicated, NULL, "the first region to get 3 voters");
+    tkv_buf out;
+    tkv_buf_init(&out);
+
+    /* Tables for people. */
+    assert_int_equal(pd_ctl(w, &out, "store", NULL, NULL, NULL, NULL, NULL), 0);
+    assert_non_null(strstr((const char *)out.data, "ADDRESS"));
+    assert_non_null(strstr((const char *)out.data, "Up"));
+    assert_non_null(strstr((const char *)out.data, w->stores[1].addr));
+    assert_int_equal(pd_ctl(w, &out, "region", NULL, NULL, NULL, NULL, NULL), 0);
+    assert_non_null(strstr((const char *)out.data, "PEERS(STORE)"));
+    assert_int_equal(pd_ctl(w, &out, "member", NULL, NULL, NULL, NULL, NULL), 0);
+    assert_non_null(strstr((const char *)out.data, "pd-it"));
+    /* JSON for scripts: the server's own document. */
+    assert_int_equal(pd_ctl(w, &out, "--json", "store", NULL, NULL, NULL, NULL), 0);
+    json_error_t jerr;
+    json_t *j = json_loads((const char *)out.data, 0, &jerr);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "count")), 3);
+    json_decref(j);
+    /* Errors: exit status 1 with the server's message. */
+    assert_int_equal(pd_ctl(w, &out, "store", "999999", NULL, NULL, NULL, NULL), 1);
+
+    /* Settings: set through pd-ctl, read through the API. */
+    assert_int_equal(pd_ctl(w, &out, "config", "set", "leader-schedule-limit", "0", NULL, NULL), 0);
+    assert_int_equal(pdp_http(&w->pd, "GET", "/pd/api/v1/config/schedule", NULL, &out), 200);
+    assert_non_null(strstr((const char *)out.data, "\"leader-schedule-limit\": 0"));
+    assert_int_equal(pd_ctl(w, &out, "config", "set", "max-store-down-time", "soon", NULL, NULL),
+                     1);
+
+    /* An admin operator: transfer the leader, watch it finish. */
+    uint64_t region = w->regions[0].id;
+    uint64_t target = w->stores[2].id;
+    char rid[32], sid[32];
+    snprintf(rid, sizeof(rid), "%" PRIu64, region);
+    snprintf(sid, sizeof(sid), "%" PRIu64, target);
+    assert_int_equal(pd_ctl(w, &out, "operator", "add", "transfer-leader", rid, sid, NULL), 0);
+    uint64_t want[2] = {region, target};
+    wait_until(w, leader_on, want, "the admin leader transfer");
+    assert_int_equal(pd_ctl(w, &out, "--json", "operator", "show", rid, NULL, NULL), 0);
+    assert_non_null(strstr((const char *)out.data, "\"status\": \"SUCCESS\""));
+    assert_non_null(strstr((const char *)out.data, "admin-transfer-leader"));
+
+    /* Scatter through gRPC (client-go's SplitRegions(scatter=true) path), then GetOperator
+     * until it is no longer running. */
+    Pdpb__RequestHeader h = header(w);
+    uint64_t ids[1] = {region};
+    Pdpb__ScatterRegionRequest sr = PDPB__SCATTER_REGION_REQUEST__INIT;
+    sr.header = &h;
+    sr.n_regions_id = 1;
+    sr.regions_id = ids;
+    Pdpb__ScatterRegionResponse *srr = (void *)call(w, "/pdpb.PD/ScatterRegion", &sr.base,
+                                                    &pdpb__scatter_region_response__descriptor);
+    assert_null(srr->header->error);
+    assert_int_equal(srr->finished_percentage, 100);
+    rpc_msg_free(&srr->base);
+    Pdpb__GetOperatorRequest go = PDPB__GET_OPERATOR_REQUEST__INIT;
+    go.header = &h;
+    go.region_id = region;
+    uint64_t deadline = tkv_clock_mono_ms() + WAIT_MS;
+    for (;;) {
+        Pdpb__GetOperatorResponse *gor = (void *)call(w, "/pdpb.PD/GetOperator", &go.base,
+                                                      &pdpb__get_operator_response__descriptor);
+        assert_null(gor->header->error);
+        bool running = gor->status == PDPB__OPERATOR_STATUS__RUNNING;
+        rpc_msg_free(&gor->base);
+        if (!running)
+            break;
+        assert_true(tkv_clock_mono_ms() < deadline);
+        pump(w, 100);
+    }
+    go.region_id = 987654;
+    Pdpb__GetOperatorResponse *gor =
+        (void *)call(w, "/pdpb.PD/GetOperator", &go.base, &pdpb__get_operator_response__descriptor);
+    assert_int_equal(gor->header->error->type, PDPB__ERROR_TYPE__REGION_NOT_FOUND);
+    rpc_msg_free(&gor->base);
+
+    /* GC safe point: only moves forward. */
+    Pdpb__UpdateGCSafePointRequest ug = PDPB__UPDATE_GCSAFE_POINT_REQUEST__INIT;
+    ug.header = &h;
+    ug.safe_point = 1000;
+    Pdpb__UpdateGCSafePointResponse *ugr = (void *)call(
+        w, "/pdpb.PD/UpdateGCSafePoint", &ug.base, &pdpb__update_gcsafe_point_response__descriptor);
+    assert_int_equal(ugr->new_safe_point, 1000);
+    rpc_msg_free(&ugr->base);
+    ug.safe_point = 10;
+    ugr = (void *)call(w, "/pdpb.PD/UpdateGCSafePoint", &ug.base,
+                       &pdpb__update_gcsafe_point_response__descriptor);
+    assert_int_equal(ugr->new_safe_point, 1000);
+    rpc_msg_free(&ugr->base);
+    Pdpb__GetGCSafePointRequest gg = PDPB__GET_GCSAFE_POINT_REQUEST__INIT;
+    gg.header = &h;
+    Pdpb__GetGCSafePointResponse *ggr = (void *)call(w, "/pdpb.PD/GetGCSafePoint", &gg.base,
+                                                     &pdpb__get_gcsafe_point_response__descriptor);
+    assert_int_equal(ggr->safe_point, 1000);
+    rpc_msg_free(&ggr->base);
+    Pdpb__GetClusterConfigRequest gc = PDPB__GET_CLUSTER_CONFIG_REQUEST__INIT;
+    gc.header = &h;
+    Pdpb__GetClusterConfigResponse *gcr = (void *)call(
+        w, "/pdpb.PD/GetClusterConfig", &gc.base, &pdpb__get_cluster_config_response__descriptor);
+    assert_int_equal(gcr->cluster->id, w->cluster_id);
+    assert_int_equal(gcr->cluster->max_peer_count, 3);
+    rpc_msg_free(&gcr->base);
+
+    /* The HTTP API answers at PD's paths. */
+    char path[64];
+    snprintf(path, sizeof(path), "/pd/api/v1/region/id/%" PRIu64, region);
+    assert_int_equal(pdp_http(&w->pd, "GET", path, NULL, &out), 200);
+    assert_non_null(strstr((const char *)out.data, "\"role_name\": \"Voter\""));
+    assert_int_equal(pdp_http(&w->pd, "GET", "/pd/api/v1/region/key/anything", NULL, &out), 200);
+    assert_non_null(strstr((const char *)out.data, "\"epoch\""));
+    assert_int_equal(pdp_http(&w->pd, "GET", "/pd/api/v1/health", NULL, &out), 200);
+    assert_non_null(strstr((const char *)out.data, "\"health\": true"));
+    assert_int_equal(pdp_http(&w->pd, "GET", "/metrics", NULL, &out), 200);
+    assert_non_null(strstr((const char *)out.data, "pd_scheduler_region_heartbeat"));
+    assert_non_null(strstr((const char *)out.data, "pd_cluster_status"));
+    assert_int_equal(pdp_http(&w->pd, "GET", "/pd/api/v1/nothing", NULL, &out), 404);
+    tkv_buf_deinit(&out);
+    world_free(w);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -1032,6 +1194,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_members_tso_errors_etcd_and_health),
         cmocka_unit_test(test_three_stores_bootstrap_split_balance_down_and_restart),
+        cmocka_unit_test(test_admin_calls_pd_ctl_and_http_api),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
