@@ -18,7 +18,8 @@
  * allocator and TSO bounds, GC safe point, run-time config, etcd keys), the gRPC and HTTP
  * servers, and two threads of its own (coordinator, TSO updater).
  * Threads: pd_server_new/start/stop/free on one thread; the server runs on gRPC
- * completion-queue threads, HTTP pool threads and its own threads.
+ * completion-queue threads, HTTP pool threads and its own threads. It caches metric series
+ * (metrics.h), so tkv_metrics_reset() must not run while a server exists.
  * Errors: 0 or a negative TKV_E* / -errno; the cause in the caller's errmsg buffer.
  * Dependencies: base (log, cfg, metrics, clock), rpc, http, engine, proto (pdpb, metapb,
  * etcdserverpb), jansson (HTTP API bodies).

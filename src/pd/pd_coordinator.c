@@ -8,7 +8,7 @@
  *   4. the balancers run (every 100 ms at most), up to 4 operators each per round;
  *   5. SplitRegions waiters complete when every key starts a region, or time out; keys whose
  *      region has no operator get a split operator again (retry);
- *   6. cluster gauges for /metrics.
+ *   6. cluster gauges for /metrics (once a second).
  * The coordinator thread calls it every patrol-region-interval (at least 10 ms, at most 1 s).
  * Tests call it directly with a fake clock.
  */
@@ -287,7 +287,10 @@ void pd__coordinator_tick(pd_cluster *c)
         }
     }
     pd__waiters_tick_locked(c);
-    update_gauges(c);
+    if (now - c->last_gauges_ms >= 1000 || c->last_gauges_ms == 0) {
+        c->last_gauges_ms = now;
+        update_gauges(c);
+    }
     pd__cluster_unlock(c);
 }
 

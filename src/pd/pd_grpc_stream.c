@@ -22,21 +22,6 @@
 
 /* ---- Tso ------------------------------------------------------------------------------------ */
 
-static tkv_series *tso_hist(void)
-{
-    static tkv_series *s; /* set on first use; the registry lives as long as the process */
-    tkv_series *v = __atomic_load_n(&s, __ATOMIC_ACQUIRE);
-    if (v == NULL) {
-        tkv_metric *m = tkv_metric_histogram("pd_server_handle_tso_duration_seconds",
-                                             "Bucketed histogram of processing time (s) of "
-                                             "handled tso requests.",
-                                             NULL, NULL, 0);
-        v = tkv_metric_with(m);
-        __atomic_store_n(&s, v, __ATOMIC_RELEASE);
-    }
-    return v;
-}
-
 static void tso_open(rpc_call *call, void *ud)
 {
     (void)call;
@@ -77,9 +62,8 @@ static void tso_request(rpc_call *call, tkv_slice msg, void *ud)
     resp.count = count;
     resp.timestamp = &ts;
     TKV_IGNORE(rpc_call_send_msg(call, &resp.base));
-    tkv_series *h = tso_hist();
-    if (h != NULL)
-        tkv_series_observe(h, (double)(tkv_clock_mono_ns() - t0) / 1e9);
+    if (s->tso_hist != NULL)
+        tkv_series_observe(s->tso_hist, (double)(tkv_clock_mono_ns() - t0) / 1e9);
 }
 
 static void tso_half_close(rpc_call *call, void *ud)
@@ -145,13 +129,8 @@ static void hb_request(rpc_call *call, tkv_slice msg, void *ud)
     uint64_t t0 = tkv_clock_mono_ns();
     int rc = pd__cluster_region_heartbeat(s->cluster, req, &res);
     rpc_msg_free(m);
-    tkv_metric *hm = tkv_metric_histogram("pd_scheduler_handle_region_heartbeat_duration_seconds",
-                                          "Bucketed histogram of processing time (s) of handled "
-                                          "region heartbeat requests.",
-                                          NULL, NULL, 0);
-    tkv_series *hs = tkv_metric_with(hm);
-    if (hs != NULL)
-        tkv_series_observe(hs, (double)(tkv_clock_mono_ns() - t0) / 1e9);
+    if (s->hb_hist != NULL)
+        tkv_series_observe(s->hb_hist, (double)(tkv_clock_mono_ns() - t0) / 1e9);
     if (rc == TKV_ENOTFOUND) {
         count_heartbeat(store_id, "err");
         pd__hb_close(&s->hb, st, RPC_UNKNOWN, res.msg);
@@ -196,6 +175,14 @@ static void hb_cancel(rpc_call *call, void *ud)
 
 int pd__grpc_register_streams(pd_server *s)
 {
+    /* Series are looked up once: the metrics registry outlives the server. */
+    s->tso_hist = tkv_metric_with(tkv_metric_histogram(
+        "pd_server_handle_tso_duration_seconds",
+        "Bucketed histogram of processing time (s) of handled tso requests.", NULL, NULL, 0));
+    s->hb_hist = tkv_metric_with(tkv_metric_histogram(
+        "pd_scheduler_handle_region_heartbeat_duration_seconds",
+        "Bucketed histogram of processing time (s) of handled region heartbeat requests.", NULL,
+        NULL, 0));
     rpc_handler tso = {.type = RPC_BIDI_STREAMING,
                        .on_open = tso_open,
                        .on_request = tso_request,

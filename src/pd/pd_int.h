@@ -12,7 +12,8 @@
  *   put a log under it), pd_coordinator (the background thread: patrol, schedulers,
  *   timeouts, SplitRegions waiters),
  *   pd_hbstream (region heartbeat streams per store), pd_grpc + pd_grpc_stream (pdpb.PD),
- *   pd_etcd (etcdserverpb.KV subset), pd_http + pd_json (HTTP API), pd_server (assembly).
+ *   pd_etcd (etcdserverpb.KV subset), pd_http + pd_json (HTTP API), pd_server (assembly);
+ *   pd_main.c is the executable.
  *
  * Lock order: pd_cluster.mu, then pd_hbstreams.mu, then rpc internals. pd_tso and pd_id have
  * their own mutexes and take no other lock.
@@ -466,6 +467,7 @@ struct pd_cluster {
     uint64_t gc_safe_point;
     tkv_buf patrol_key; /* the replica patrol continues at the region containing it */
     uint64_t last_schedule_ms;
+    uint64_t last_gauges_ms;
 };
 
 /* Creates the cluster state over @st (regions, stores and meta are loaded from it) with
@@ -666,7 +668,9 @@ struct pd_server {
     uint64_t cluster_id;
     uint64_t member_id;
     uint64_t start_real_ms;
-    pthread_mutex_t etcd_mu; /* serializes etcd writes and the revision */
+    struct tkv_series *tso_hist; /* pd_server_handle_tso_duration_seconds */
+    struct tkv_series *hb_hist;  /* pd_scheduler_handle_region_heartbeat_duration_seconds */
+    pthread_mutex_t etcd_mu;     /* serializes etcd writes and the revision */
     int64_t etcd_rev;
     bool started;
     bool stopped;
