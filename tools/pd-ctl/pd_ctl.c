@@ -177,7 +177,10 @@ static void t_print(table *t)
     for (size_t r = 0; r < t->nrows; r++) {
         for (size_t i = 0; i < t->ncols; i++) {
             const char *s = t->cells[r * t->ncols + i];
-            printf("%-*s%s", (int)w[i], s ? s : "", i + 1 < t->ncols ? "  " : "\n");
+            if (i + 1 < t->ncols)
+                printf("%-*s  ", (int)w[i], s ? s : "");
+            else
+                printf("%s\n", s ? s : "");
         }
     }
     for (size_t i = 0; i < t->nrows * t->ncols; i++)
