@@ -2,16 +2,16 @@
  * raft.h: the Raft consensus core, a pure state machine in the design of etcd's raft and
  * raft-rs (Raft paper, Ongaro and Ousterhout 2014; Raft thesis, Ongaro 2014).
  *
- * Owns: one raft_node per Raft group member: its term, vote, log (the unstable tail that the
- * caller has not persisted yet, and a cache of nothing else), progress of every peer when
- * leader, pending read-index requests and outbound messages. Persistent state lives in the
- * caller's raft_storage; the node only reads it.
+ * Owns: one raft_node per Raft group member: its term and vote, the unstable tail of its log
+ * (entries and a snapshot the caller has not persisted yet; everything older is read from
+ * storage), every peer's progress when leader, pending read-index requests and outbound
+ * messages. Persistent state lives in the caller's raft_storage; the node only reads it.
  * Threads: none. A raft_node is single-threaded: call it from one thread at a time. It does no
  * I/O, reads no clock and keeps no globals: time enters by raft_node_tick(), randomness (the
  * election timeout) comes from a PRNG seeded by raft_config.seed, so a run replays exactly.
  * Errors: fallible functions return 0 or a negative TKV_E* code (base.h): -ENOMEM when the
  * allocator fails (the call had no effect, or its doc says what it did), TKV_EDROPPED when a
- * proposal cannot be accepted now (no leader, a leadership transfer is in progress),
+ * proposal cannot be accepted now (no leader, a leadership transfer, flow control),
  * TKV_EBUSY when a Ready is outstanding (call raft_node_advance first), TKV_ECONFIG for a bad
  * configuration, TKV_ECORRUPT for a message that contradicts the Raft rules (it is ignored),
  * and any error the storage returned other than TKV_ECOMPACTED / TKV_EUNAVAILABLE.

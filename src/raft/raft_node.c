@@ -212,19 +212,33 @@ static bool is_local_type(raft_message_type t)
            t == RAFT_MSG_SNAP_STATUS || t == RAFT_MSG_CHECK_QUORUM;
 }
 
+/* Returns true when every pointer of @m agrees with its length (bytes from the network are
+ * converted by the transport; a bad conversion must not crash the node). */
+static bool well_formed(const raft_message *m)
+{
+    if ((m->n_entries > 0 && !m->entries) || (m->context_len > 0 && !m->context))
+        return false;
+    for (size_t i = 0; i < m->n_entries; i++) {
+        const raft_entry *e = &m->entries[i];
+        if ((e->data_len > 0 && !e->data) || (e->context_len > 0 && !e->context) ||
+            (unsigned)e->entry_type > RAFT_ENTRY_CONF_CHANGE)
+            return false;
+    }
+    return !m->snapshot || m->snapshot->data_len == 0 || m->snapshot->data;
+}
+
 int raft_node_step(raft_node *r, const raft_message *m)
 {
     if (r->ready_out)
         return TKV_EBUSY;
-    if ((unsigned)m->msg_type >= RAFT_MSG_TYPE_COUNT || is_local_type(m->msg_type))
+    if ((unsigned)m->msg_type >= RAFT_MSG_TYPE_COUNT || is_local_type(m->msg_type) ||
+        !well_formed(m))
         return TKV_ECORRUPT;
     if (m->to != RAFT_NONE && m->to != r->id) {
         raft__trace(r, "ignored %s for %llu", raft_message_type_name(m->msg_type),
                     (unsigned long long)m->to);
         return 0;
     }
-    if (m->n_entries > 0 && !m->entries)
-        return TKV_ECORRUPT;
     return raft__step(r, m);
 }
 

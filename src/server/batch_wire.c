@@ -28,15 +28,17 @@ void srv__batch_req_deinit(srv_batch_req *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* Reads a tag. Field numbers past protobuf's range can only be unknown fields, which are
+ * skipped (as protobuf-c does); they come back as 0 so no caller takes them for a command. */
 static int read_tag(tkv_slice *in, uint32_t *field, unsigned *wire)
 {
     uint64_t tag;
     int rc = tkv_codec_decode_uvarint(in, &tag);
     if (rc != 0)
         return rc;
-    if ((tag >> 3) == 0 || (tag >> 3) > MAX_FIELD)
+    if ((tag >> 3) == 0)
         return TKV_ECORRUPT;
-    *field = (uint32_t)(tag >> 3);
+    *field = (tag >> 3) > MAX_FIELD ? 0 : (uint32_t)(tag >> 3);
     *wire = (unsigned)(tag & 7);
     return 0;
 }
@@ -64,13 +66,26 @@ static int skip_fixed(tkv_slice *in, size_t n)
     return 0;
 }
 
+/* Skips a varint of an unknown field: up to 10 bytes, whatever their value (bits past 64 are
+ * only an error where the value is used). */
+static int skip_varint(tkv_slice *in)
+{
+    for (size_t i = 0; i < in->len && i < TKV_VARINT_MAX_LEN; i++) {
+        if ((in->data[i] & 0x80) == 0) {
+            in->data += i + 1;
+            in->len -= i + 1;
+            return 0;
+        }
+    }
+    return TKV_ECORRUPT;
+}
+
 static int skip_field(tkv_slice *in, unsigned wire)
 {
-    uint64_t v;
     tkv_slice b;
     switch (wire) {
     case WIRE_VARINT:
-        return tkv_codec_decode_uvarint(in, &v);
+        return skip_varint(in);
     case WIRE_FIXED64:
         return skip_fixed(in, 8);
     case WIRE_LEN:
@@ -124,7 +139,7 @@ static int decode_request(tkv_slice req, srv_batch_req *r)
         uint32_t field;
         unsigned wire;
         int rc = read_tag(&req, &field, &wire);
-        if (rc == 0 && wire == WIRE_LEN) {
+        if (rc == 0 && wire == WIRE_LEN && field != 0) {
             rc = read_bytes(&req, &inner);
             cmd = (int)field;
         } else if (rc == 0) {

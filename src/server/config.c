@@ -572,7 +572,13 @@ int srv_config_to_json(const srv_config *cfg, tkv_buf *out)
     json_decref(root);
     if (text == NULL)
         return -ENOMEM;
-    rc = tkv_buf_append(out, text, strlen(text));
+    /* The text and a NUL that out->len does not count, so out->data is a C string. */
+    size_t len = strlen(text);
+    rc = tkv_buf_reserve(out, len + 1);
+    if (rc == 0) {
+        memcpy(out->data + out->len, text, len + 1);
+        out->len += len;
+    }
     free(text);
     return rc;
 }

@@ -18,7 +18,8 @@
  * hooks are copied; the config JSON given to the status server is copied.
  * Dependencies: base, rpc, http, storage, tkv_proto, jansson.
  *
- * Usage (tikv-server's main, with raftstore's pieces where the comments say):
+ * Usage (tikv-server's main, with raftstore's pieces where the comments say; srv_node below
+ * does the middle part in three calls):
  *     srv_config cfg;
  *     bool help;
  *     char err[TKV_ERRMSG_LEN];
@@ -28,7 +29,7 @@
  *     ... open the kv engine under cfg.storage.data_dir, start raftstore -> stor_kv *kv ...
  *     stor_opts so; srv_config_stor_opts(&cfg, &so);
  *     stor *st; stor_new(kv, &so, &st);
- *     rpc_server_opts ro; srv_config_rpc_opts(&cfg, &ro);
+ *     rpc_server_opts ro; rpc_tls tls; srv_config_rpc_opts(&cfg, &ro, &tls);
  *     rpc_server *rs; rpc_server_new(&ro, &rs);
  *     srv_admin_hooks hooks = {.impl = raftstore, .split_region = rstore_split_hook};
  *     srv_service *svc; srv_service_new(rs, st, &hooks, &svc);   // before rpc_server_start
@@ -253,7 +254,8 @@ void srv_config_free(srv_config *cfg);
 
 /* Appends @cfg as JSON with TiKV's key names and nesting ({"server": {"addr": ...},
  * "storage": {"api-version": 1, ...}, ...}); sizes and durations as TiKV prints them
- * ("96MiB", "10s"). Errors: -ENOMEM. */
+ * ("96MiB", "10s"). A NUL follows the text (not counted in out->len), so (char *)out->data
+ * can be handed to srv_status_opts.config_json. Errors: -ENOMEM (@out unchanged). */
 TKV_MUST_USE int srv_config_to_json(const srv_config *cfg, tkv_buf *out);
 
 /* Fills storage options from @cfg (limits, TTL, latch slots). */
@@ -267,5 +269,39 @@ void srv_config_rpc_opts(const srv_config *cfg, rpc_server_opts *o, rpc_tls *tls
 /* Applies the [log] and [security] settings to the process logger (level, file, redaction).
  * Errors: TKV_ECONFIG (unknown level), -errno (log file cannot be opened), with @errmsg. */
 TKV_MUST_USE int srv_config_apply_log(const srv_config *cfg, char *errmsg);
+
+/* ---- the node: service, gRPC server and status server together --------------------------- */
+
+typedef struct srv_node srv_node;
+
+/* Builds tikv-server's front end from @cfg over the kv seam @kv (borrowed; it must outlive the
+ * node): the storage (srv_config_stor_opts), a gRPC server (srv_config_rpc_opts; not yet
+ * listening) carrying the tikv service with @admin hooks (NULL: none yet), and the status
+ * server's settings. Register further methods (raftstore's /tikvpb.Tikv/Raft, BatchRaft,
+ * Snapshot) on srv_node_rpc() before srv_node_start.
+ * Errors: TKV_ECONFIG (TLS files), -ENOMEM, -EINVAL, with @errmsg. */
+TKV_MUST_USE int srv_node_new(const srv_config *cfg, stor_kv *kv, const srv_admin_hooks *admin,
+                              srv_node **out, char *errmsg);
+
+/* Returns the node's gRPC server (to add methods before srv_node_start), storage and service. */
+rpc_server *srv_node_rpc(srv_node *n);
+stor *srv_node_storage(srv_node *n);
+srv_service *srv_node_service(srv_node *n);
+
+/* Starts listening: gRPC on server.addr, then the status server on server.status-addr with
+ * the configuration's JSON at /config. Errors: TKV_ECONFIG (an address cannot be bound), -errno,
+ * with @errmsg; the node must still be stopped and freed. */
+TKV_MUST_USE int srv_node_start(srv_node *n, char *errmsg);
+
+/* Returns the bound gRPC port and status port (0 before srv_node_start). */
+int srv_node_port(const srv_node *n);
+uint16_t srv_node_status_port(const srv_node *n);
+
+/* Refuses new requests, lets calls in flight finish for up to @grace_ms, stops the gRPC and
+ * status servers. Idempotent. Thread: not a gRPC or HTTP thread. */
+void srv_node_stop(srv_node *n, int64_t grace_ms);
+
+/* Stops the node if needed and frees it (the storage too, not @kv). NULL is a no-op. */
+void srv_node_free(srv_node *n);
 
 #endif /* TKV_SERVER_H */

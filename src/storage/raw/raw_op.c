@@ -51,6 +51,12 @@ typedef union raw_resp_buf {
     uint64_t words[48];
 } raw_resp_buf;
 
+/* Stores @size bytes at @val into the member at @offset of message @m (reflection). */
+static void set_member(ProtobufCMessage *m, unsigned offset, const void *val, size_t size)
+{
+    memcpy((char *)m + offset, val, size);
+}
+
 static ProtobufCMessage *empty_resp(raw_op *op, raw_resp_buf *buf)
 {
     const ProtobufCMessageDescriptor *d = op->cmd->resp_desc;
@@ -72,7 +78,7 @@ void stor__raw_reply_rerr(raw_op *op, Errorpb__Error *rerr)
     const ProtobufCFieldDescriptor *f =
         protobuf_c_message_descriptor_get_field_by_name(resp->descriptor, "region_error");
     TKV_ASSERT(f != NULL && f->descriptor == &errorpb__error__descriptor);
-    *(Errorpb__Error **)((char *)resp + f->offset) = rerr;
+    set_member(resp, f->offset, &rerr, sizeof(rerr));
     stor__raw_reply(op, resp);
     stor_rerr_free(rerr);
 }
@@ -105,15 +111,18 @@ void stor__raw_reply_error(raw_op *op, const char *fmt, ...)
     Kvrpcpb__KvPair pair = KVRPCPB__KV_PAIR__INIT;
     Kvrpcpb__KvPair *pairs[1] = {&pair};
     if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED) {
-        *(char **)((char *)resp + f->offset) = msg;
+        char *text = msg;
+        set_member(resp, f->offset, &text, sizeof(text));
     } else {
         /* TiKV's extract_kv_pairs: a failed scan or batch get is one pair with an error. */
         f = pairs_field(resp->descriptor);
         TKV_ASSERT(f != NULL);
         ke.abort = msg;
         pair.error = &ke;
-        *(size_t *)((char *)resp + f->quantifier_offset) = 1;
-        *(Kvrpcpb__KvPair ***)((char *)resp + f->offset) = pairs;
+        size_t one = 1;
+        Kvrpcpb__KvPair **list = pairs;
+        set_member(resp, f->quantifier_offset, &one, sizeof(one));
+        set_member(resp, f->offset, &list, sizeof(list));
     }
     stor__raw_reply(op, resp);
 }

@@ -109,12 +109,14 @@ int stor__raw_pairs_build(raw_pairs *p, Kvrpcpb__KvPair ***out, size_t *n)
     p->ptrs = tkv_calloc(p->n, sizeof(*p->ptrs));
     if (p->msgs == NULL || p->ptrs == NULL)
         return -ENOMEM;
+    /* bytes.data is NULL when every key and value is empty (a key-only scan of the empty key). */
+    uint8_t *base = p->bytes.data;
     for (size_t i = 0; i < p->n; i++) {
         Kvrpcpb__KvPair *m = &p->msgs[i];
         kvrpcpb__kv_pair__init(m);
-        m->key.data = p->bytes.data + p->ents[i].koff;
+        m->key.data = base != NULL ? base + p->ents[i].koff : NULL;
         m->key.len = p->ents[i].klen;
-        m->value.data = p->bytes.data + p->ents[i].voff;
+        m->value.data = base != NULL ? base + p->ents[i].voff : NULL;
         m->value.len = p->ents[i].vlen;
         p->ptrs[i] = m;
     }

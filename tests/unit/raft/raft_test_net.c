@@ -172,6 +172,8 @@ void tn_deliver(tn_net *net)
         bool ok = m->to >= 1 && m->to <= TN_MAX && net->nodes[m->to].present &&
                   !net->nodes[m->to].down && !net->cut[m->from][m->to] &&
                   !net->drop_type[m->msg_type] && (!net->filter || net->filter(m, net->filter_arg));
+        if (net->observe)
+            net->observe(m, ok, net->observe_arg);
         if (ok) {
             net->delivered[m->msg_type]++;
             int rc = raft_node_step(net->nodes[m->to].r, m);

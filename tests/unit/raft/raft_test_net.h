@@ -37,6 +37,9 @@ typedef struct tn_net {
     bool cut[TN_MAX + 1][TN_MAX + 1]; /* cut[from][to] */
     bool drop_type[RAFT_MSG_TYPE_COUNT];
     size_t delivered[RAFT_MSG_TYPE_COUNT];
+    /* Sees every message once its fate is known (the scenario runner prints them). */
+    void (*observe)(const raft_message *m, bool delivered, void *arg);
+    void *observe_arg;
     /* Sees every message about to be delivered; returning false drops it. */
     bool (*filter)(const raft_message *m, void *arg);
     void *filter_arg;

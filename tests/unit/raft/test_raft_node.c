@@ -169,7 +169,18 @@ static void test_step_validates_input(void **state)
     m.term = 1;
     m.n_entries = 2; /* entries missing */
     assert_int_equal(raft_node_step(r, &m), TKV_ECORRUPT);
+    raft_entry bad = {RAFT_ENTRY_NORMAL, 1, 2, NULL, 5, NULL, 0}; /* data missing */
+    m.entries = &bad;
+    m.n_entries = 1;
+    assert_int_equal(raft_node_step(r, &m), TKV_ECORRUPT);
+    bad.data_len = 0;
+    bad.entry_type = (raft_entry_type)9;
+    assert_int_equal(raft_node_step(r, &m), TKV_ECORRUPT);
+    m.entries = NULL;
     m.n_entries = 0;
+    m.context_len = 3; /* context missing */
+    assert_int_equal(raft_node_step(r, &m), TKV_ECORRUPT);
+    m.context_len = 0;
     m.to = 3; /* for someone else */
     assert_int_equal(raft_node_step(r, &m), 0);
     assert_int_equal(raft_node_term(r), 1);

@@ -388,6 +388,36 @@ static void test_inflight_window_bounds_unacknowledged_appends(void **state)
     tn_free(net);
 }
 
+/* A snapshot the transport could not deliver is reported (MsgSnapStatus): the leader goes
+ * back to probing and sends a snapshot again after the next heartbeat answer. */
+static void test_failed_snapshot_is_sent_again_after_report(void **state)
+{
+    (void)state;
+    tn_net *net = tn_new(3, NULL, NULL);
+    tn_campaign(net, 1);
+    tn_isolate(net, 3, true);
+    assert_int_equal(tn_propose(net, 1, "x"), 0);
+    compact_node(net, 1);
+    tn_isolate(net, 3, false);
+    net->drop_type[RAFT_MSG_SNAPSHOT] = true;
+    tn_tick(net, 1, 1);
+    assert_true(tn_traced(net, "sending snapshot"));
+    /* Paused in snapshot state: heartbeats do not send another one. */
+    tn_tick(net, 1, 3);
+    assert_int_equal(net->delivered[RAFT_MSG_SNAPSHOT], 0);
+    assert_int_equal(raft_node_report_snapshot(tn_r(net, 1), 3, true), 0);
+    net->drop_type[RAFT_MSG_SNAPSHOT] = false;
+    tn_tick(net, 1, 1);
+    assert_int_equal(net->delivered[RAFT_MSG_SNAPSHOT], 1);
+    assert_int_equal(tn_propose(net, 1, "y"), 0);
+    assert_int_equal(tn_applied_count(net, 3, "y"), 1);
+    /* An unreachable report sends a replicating follower back to probing; it recovers. */
+    assert_int_equal(raft_node_report_unreachable(tn_r(net, 1), 3), 0);
+    assert_int_equal(tn_propose(net, 1, "z"), 0);
+    assert_int_equal(tn_applied_count(net, 3, "z"), 1);
+    tn_free(net);
+}
+
 static void tweak_uncommitted_30(raft_config *cfg, void *arg)
 {
     (void)arg;
@@ -429,6 +459,7 @@ int raft_test_replication_group(void)
         cmocka_unit_test(test_appends_batch_entries_up_to_byte_limit),
         cmocka_unit_test(test_inflight_window_bounds_unacknowledged_appends),
         cmocka_unit_test(test_leader_drops_proposals_past_uncommitted_limit),
+        cmocka_unit_test(test_failed_snapshot_is_sent_again_after_report),
     };
     return cmocka_run_group_tests_name("raft_replication", tests, NULL, NULL);
 }

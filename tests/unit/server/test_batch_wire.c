@@ -98,6 +98,27 @@ static void test_decode_accepts_unpacked_ids_unknown_fields_and_last_oneof(void 
     srv__batch_req_deinit(&d);
 }
 
+/* Found by fuzz_batch_commands: protobuf-c skips unknown fields whose varint runs past 64 bits
+ * or whose number is past the spec's range, so a client may send them; they are skipped, and a
+ * huge field number inside a Request is never taken for a command. */
+static void test_decode_skips_odd_unknown_fields_like_protobuf_c(void **state)
+{
+    (void)state;
+    const uint8_t msg[] = {
+        0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x20, /* field 3, 70 bits */
+        0x0a, 0x08, 0x6a, 0x00,                                           /* Request{13: {}, */
+        0xfa, 0xff, 0xff, 0xff, 0x7f, 0x00,                               /* 2^32-ish: {}} */
+        0x10, 0x01,                                                       /* request_ids = 1 */
+    };
+    srv_batch_req d;
+    srv__batch_req_init(&d);
+    assert_int_equal(srv__batch_decode(tkv_slice_of(msg, sizeof(msg)), &d), 0);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.cmds[0], 13);
+    assert_int_equal(d.n_ids, 1);
+    srv__batch_req_deinit(&d);
+}
+
 static void test_decode_rejects_malformed_input(void **state)
 {
     (void)state;
@@ -169,6 +190,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode_matches_protobuf_c_encoding),
         cmocka_unit_test(test_decode_accepts_unpacked_ids_unknown_fields_and_last_oneof),
+        cmocka_unit_test(test_decode_skips_odd_unknown_fields_like_protobuf_c),
         cmocka_unit_test(test_decode_rejects_malformed_input),
         cmocka_unit_test(test_encoded_responses_decode_with_protobuf_c),
     };

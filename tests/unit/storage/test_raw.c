@@ -389,6 +389,19 @@ static void test_scan_forward_limit_bounds_and_key_only(void **state)
     resp_free(resp);
 }
 
+/* Found by fuzz_raw_methods: a response made only of empty keys and values has no bytes. */
+static void test_scan_key_only_of_the_empty_key(void **state)
+{
+    fx *f = *state;
+    put(f, "", "v");
+    Kvrpcpb__RawScanResponse *resp = scan(f, "", "", 10, false, true);
+    assert_null(resp->region_error);
+    assert_int_equal(resp->n_kvs, 1);
+    assert_int_equal(resp->kvs[0]->key.len, 0);
+    assert_int_equal(resp->kvs[0]->value.len, 0);
+    resp_free(resp);
+}
+
 static void test_scan_reverse_reads_end_to_start_downward(void **state)
 {
     fx *f = *state;
@@ -1076,6 +1089,7 @@ int main(void)
         BOTH(test_batch_put_get_delete_omit_absent_keys),
         BOTH(test_column_families_are_separate_and_unknown_cf_fails),
         BOTH(test_scan_forward_limit_bounds_and_key_only),
+        BOTH(test_scan_key_only_of_the_empty_key),
         BOTH(test_scan_reverse_reads_end_to_start_downward),
         BOTH(test_scan_is_clipped_to_the_region),
         BOTH(test_batch_scan_each_limit_and_range_ends),
