@@ -439,6 +439,9 @@ void rstore__peer_tick(rstore_peer *p, uint64_t now_ms)
     if (!rstore__peer_is_leader(p))
         return;
     rstore *s = p->store;
+    /* A pending peer caught up: tell PD now, its operators wait for that (TiKV does so). */
+    if (p->last_hb_pending > 0 && rstore__peer_pending_count(p) < p->last_hb_pending)
+        p->next_pd_hb_ms = 0;
     if (now_ms >= p->next_pd_hb_ms) {
         p->next_pd_hb_ms = now_ms + s->opts.pd_heartbeat_tick_ms;
         rstore__peer_heartbeat_pd(p);

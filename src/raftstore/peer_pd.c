@@ -59,11 +59,22 @@ void rstore__peer_heartbeat_pd(rstore_peer *p)
     hb.approximate_size = p->approx_size;
     hb.approximate_keys = p->approx_keys;
     hb.term = raft_node_term(p->raft);
+    p->last_hb_pending = n_pending;
     p->written_bytes = 0;
     p->written_keys = 0;
     rstore_task *t = rstore__task_new(RSTORE_TASK_REGION_HB, p->region_id);
     rstore__pack(&hb.base, &t->buf);
     rstore__worker_push(&s->pd_worker, t);
+}
+
+size_t rstore__peer_pending_count(rstore_peer *p)
+{
+    raft_progress_info pr[RAFT_MAX_MEMBERS];
+    size_t n = raft_node_progress(p->raft, pr), pending = 0;
+    for (size_t i = 0; i < n; i++)
+        if (pr[i].id != p->peer_id && pr[i].match < p->ps.truncated_index)
+            pending++;
+    return pending;
 }
 
 /* ---- PD operators ------------------------------------------------------------------- */

@@ -478,6 +478,7 @@ typedef struct rstore_peer {
     uint64_t next_pd_hb_ms;
     uint64_t next_gc_ms;
     uint64_t next_split_check_ms;
+    size_t last_hb_pending; /* pending peers in the last region heartbeat */
     bool split_check_pending;
     bool split_asking;
     /* Sizes. */
@@ -549,6 +550,8 @@ void rstore__peer_change_peer(rstore_peer *p, raft_conf_change_type type, uint64
 void rstore__peer_transfer_leader(rstore_peer *p, uint64_t to_store_id);
 /* Heartbeat and split helpers (peer_pd.c). */
 void rstore__peer_heartbeat_pd(rstore_peer *p);
+/* Returns how many members need entries the leader no longer has (pending peers). */
+size_t rstore__peer_pending_count(rstore_peer *p);
 void rstore__peer_on_pd_op(rstore_peer *p, Pdpb__RegionHeartbeatResponse *op);
 void rstore__peer_on_split_check(rstore_peer *p, rstore_split_check *c);
 void rstore__peer_on_split_req(rstore_peer *p, rstore_split_req *r);
