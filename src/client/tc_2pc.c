@@ -83,7 +83,8 @@ static int prewrite(tikvc_txn *t, size_t *idx)
                 continue; /* our own lock from an earlier attempt */
             uint64_t ttl_left;
             bool bypass;
-            rc = tikvc__resolve_lock(t->c, &bo, e->locked, t->start_ts, &ttl_left, &bypass);
+            rc = tikvc__resolve_lock(t->c, &bo, &t->known, e->locked, t->start_ts, &ttl_left,
+                                     &bypass);
             if (rc == 0 && ttl_left > 0)
                 rc = tikvc__bo_sleep(t->c, &bo, TC_BO_TXN_LOCK,
                                      "prewrite waits for a live transaction's lock");

@@ -453,13 +453,23 @@ void tikvc__scan_free(tc_scan *sc);
 
 /* ---- transactions ----------------------------------------------------------------------- */
 
+/* Final statuses of other transactions learned while resolving their locks (commit ts, 0
+ * for rolled back), so further locks of the same transaction skip CheckTxnStatus. */
+typedef struct tc_status_cache {
+    uint64_t lock_ts[16];
+    uint64_t commit_ts[16];
+    size_t n, next;
+} tc_status_cache;
+
 /* Resolves the lock @lock (met by a reader or writer at @caller_start_ts): asks the
- * primary's status (CheckTxnStatus) and, when the owner committed or is gone, commits or
- * rolls back the lock (ResolveLock). *@ttl_left_ms > 0 when the owner is alive and its lock
- * must be waited for; *@bypass is set when the reader may ignore the lock (its min_commit_ts
- * was pushed past the reader). Blocking. */
-int tikvc__resolve_lock(tikvc_client *c, tc_backoff *bo, const Kvrpcpb__LockInfo *lock,
-                        uint64_t caller_start_ts, uint64_t *ttl_left_ms, bool *bypass);
+ * primary's status (CheckTxnStatus, unless @known has it) and, when the owner committed or
+ * is gone, commits or rolls back the lock (ResolveLock). *@ttl_left_ms > 0 when the owner is
+ * alive and its lock must be waited for; *@bypass is set when the reader may ignore the lock
+ * (the store pushed the owner's min_commit_ts past the reader). @known may be NULL.
+ * Blocking. */
+int tikvc__resolve_lock(tikvc_client *c, tc_backoff *bo, tc_status_cache *known,
+                        const Kvrpcpb__LockInfo *lock, uint64_t caller_start_ts,
+                        uint64_t *ttl_left_ms, bool *bypass);
 
 /* Maps a KeyError to a TIKVC code with a message. */
 int tikvc__key_error(const Kvrpcpb__KeyError *e, const char *what);

@@ -30,11 +30,49 @@ static int one_key(tikvc_client *c, const tc_kop_cmd *kc, tkv_slice key, tc_kop 
     return rc;
 }
 
-int tikvc__resolve_lock(tikvc_client *c, tc_backoff *bo, const Kvrpcpb__LockInfo *lock,
-                        uint64_t caller_start_ts, uint64_t *ttl_left_ms, bool *bypass)
+/* Commits (@commit_ts) or rolls back (0) the lock of @lock's transaction on its key. */
+static int resolve_key(tikvc_client *c, const Kvrpcpb__LockInfo *lock, uint64_t commit_ts)
+{
+    tc_kop *k = NULL;
+    int rc = one_key(c, &tc_kc_kv_resolve, tkv_slice_of(lock->key.data, lock->key.len), &k);
+    if (rc == 0) {
+        k->start_ts = lock->lock_version;
+        k->commit_ts = commit_ts;
+        rc = tikvc__kop_run(k);
+    }
+    tikvc__kop_free(k);
+    return rc;
+}
+
+static bool cache_get(const tc_status_cache *sc, uint64_t lock_ts, uint64_t *commit_ts)
+{
+    for (size_t i = 0; sc != NULL && i < sc->n; i++) {
+        if (sc->lock_ts[i] == lock_ts) {
+            *commit_ts = sc->commit_ts[i];
+            return true;
+        }
+    }
+    return false;
+}
+
+static void cache_put(tc_status_cache *sc, uint64_t lock_ts, uint64_t commit_ts)
+{
+    if (sc == NULL)
+        return;
+    size_t i = sc->n < TKV_ARRAY_LEN(sc->lock_ts) ? sc->n++ : sc->next++ % sc->n;
+    sc->lock_ts[i] = lock_ts;
+    sc->commit_ts[i] = commit_ts;
+}
+
+int tikvc__resolve_lock(tikvc_client *c, tc_backoff *bo, tc_status_cache *known,
+                        const Kvrpcpb__LockInfo *lock, uint64_t caller_start_ts,
+                        uint64_t *ttl_left_ms, bool *bypass)
 {
     *ttl_left_ms = 0;
     *bypass = false;
+    uint64_t final_ts;
+    if (cache_get(known, lock->lock_version, &final_ts))
+        return resolve_key(c, lock, final_ts);
     uint64_t current_ts;
     if (pdc_tso(c->pd, 0, &current_ts) != 0)
         return tikvc__fail(TIKVC_EUNAVAILABLE, "timestamp for lock resolution: %s",
@@ -81,19 +119,8 @@ int tikvc__resolve_lock(tikvc_client *c, tc_backoff *bo, const Kvrpcpb__LockInfo
             *bypass = action == KVRPCPB__ACTION__MinCommitTSPushed;
             return 0;
         }
-        if (!tkv_slice_eq(key, primary)) {
-            rc = one_key(c, &tc_kc_kv_resolve, key, &k);
-            if (rc == 0) {
-                k->start_ts = lock->lock_version;
-                k->commit_ts = commit_ts;
-                rc = tikvc__kop_run(k);
-            }
-            tikvc__kop_free(k);
-            if (rc != 0)
-                return rc;
-        }
-        /* A transaction that committed after the reader started is invisible to it. */
-        *bypass = commit_ts == 0 || commit_ts > caller_start_ts;
-        return 0;
+        cache_put(known, lock->lock_version, commit_ts);
+        /* The check settled the primary itself; a secondary is resolved on its key. */
+        return tkv_slice_eq(key, primary) ? 0 : resolve_key(c, lock, commit_ts);
     }
 }

@@ -159,7 +159,7 @@ static int resolve_for_read(tikvc_txn *t, tc_backoff *bo, const Kvrpcpb__LockInf
 {
     uint64_t ttl_left;
     bool bypass;
-    int rc = tikvc__resolve_lock(t->c, bo, lock, t->start_ts, &ttl_left, &bypass);
+    int rc = tikvc__resolve_lock(t->c, bo, &t->known, lock, t->start_ts, &ttl_left, &bypass);
     if (rc != 0)
         return rc;
     if (bypass)

@@ -28,6 +28,7 @@ struct tikvc_txn {
     size_t n_muts, cap_muts;
     uint64_t *resolved; /* transactions whose locks this one's reads may pass */
     size_t n_resolved, cap_resolved;
+    tc_status_cache known; /* final statuses of transactions whose locks it met */
 };
 
 /* Returns the index of the first buffered write with key >= @key. */

@@ -94,3 +94,28 @@ uint64_t fx_region_of(fx *f, const char *key)
     tkv_buf_deinit(&k);
     return id;
 }
+
+void fx_reopen(fx *f, const tikvc_opts *o)
+{
+    tikvc_close(f->c);
+    f->c = NULL;
+    int rc = tikvc_open(o, &f->c);
+    if (rc != 0)
+        printf("# tikvc_open: %s\n", tikvc_errmsg());
+    assert_int_equal(rc, TIKVC_OK);
+}
+
+void fx_check_read(int rc, tikvc_buf *b, bool found, const char *key, const char *want)
+{
+    if (rc != 0)
+        printf("# read %s: %s\n", key, tikvc_errmsg());
+    assert_int_equal(rc, TIKVC_OK);
+    if (want == NULL) {
+        assert_false(found);
+    } else {
+        assert_true(found);
+        assert_int_equal(b->len, strlen(want));
+        assert_memory_equal(b->data, want, b->len);
+    }
+    tikvc_buf_free(b);
+}

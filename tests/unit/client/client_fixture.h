@@ -27,6 +27,12 @@ void fx_stop(fx *f);
 /* Fills @o with test defaults: backoff budget 5 s, busy backoff 10..40 ms. */
 void fx_opts(fx *f, tikvc_opts *o);
 
+/* Closes the client and connects a new one with @o. */
+void fx_reopen(fx *f, const tikvc_opts *o);
+
+/* Checks a read's outcome: @rc OK and @key found with @want (NULL: absent). Frees @b. */
+void fx_check_read(int rc, tikvc_buf *b, bool found, const char *key, const char *want);
+
 /* Returns the id of the region holding the user key @key in the fake PD's truth. */
 uint64_t fx_region_of(fx *f, const char *key);
 

@@ -1055,7 +1055,8 @@ static bool serve(fake_store *st, const fs_method *md, ProtobufCMessage *req, tk
 {
     fake_cluster *fc = st->fc;
     pthread_mutex_lock(&fc->pd->mu);
-    if (st->inj.drop > 0) {
+    if (st->inj.drop > 0 &&
+        (st->inj.drop_method[0] == '\0' || strcmp(st->inj.drop_method, md->name) == 0)) {
         st->inj.drop--;
         pthread_mutex_unlock(&fc->pd->mu);
         return false;

@@ -40,7 +40,8 @@ typedef struct fs_inject {
     int stale_command;
     int not_leader_no_hint;
     int store_not_match;
-    int drop; /* never answer (the client's deadline must fire) */
+    int drop;             /* never answer (the client's deadline must fire) */
+    char drop_method[32]; /* with drop: only this method ("" for any) */
 } fs_inject;
 
 typedef struct fs_log {

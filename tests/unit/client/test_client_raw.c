@@ -34,17 +34,7 @@ static void expect(tikvc_client *c, const char *k, const char *v)
     tikvc_buf b = {0};
     bool found = !v;
     int rc = tikvc_raw_get(c, k, strlen(k), &b, &found);
-    if (rc != 0)
-        printf("# get %s: %s\n", k, tikvc_errmsg());
-    assert_int_equal(rc, TIKVC_OK);
-    if (v == NULL) {
-        assert_false(found);
-    } else {
-        assert_true(found);
-        assert_int_equal(b.len, strlen(v));
-        assert_memory_equal(b.data, v, b.len);
-    }
-    tikvc_buf_free(&b);
+    fx_check_read(rc, &b, found, k, v);
 }
 
 static void keyname(char *out, size_t cap, const char *prefix, int i)
@@ -310,13 +300,12 @@ static void test_server_busy_is_backed_off_and_the_backoff_is_bounded(void **sta
     expect(f.c, "a", "1");
     /* Three sleeps of at least 5, 10 and 20 ms (base 10, equal jitter, doubling). */
     assert_true(tkv_clock_mono_ms() - t0 >= 35);
-    tikvc_close(f.c);
 
     /* A store that stays busy: the call gives up once the budget is spent. */
     tikvc_opts o;
     fx_opts(&f, &o);
     o.max_backoff_ms = 300;
-    assert_int_equal(tikvc_open(&o, &f.c), TIKVC_OK);
+    fx_reopen(&f, &o);
     pthread_mutex_lock(&f.pd.mu);
     fake_cluster_store(&f.fc, 1)->inj.busy = 1000000;
     pthread_mutex_unlock(&f.pd.mu);
@@ -360,10 +349,9 @@ static void scan_with_split(bool reverse, uint64_t split_id, const char *at, int
     fx f;
     tikvc_opts o;
     fx_start(&f, 3, false, splits3, 2, NULL);
-    tikvc_close(f.c);
     fx_opts(&f, &o);
     o.scan_batch = 7;
-    assert_int_equal(tikvc_open(&o, &f.c), TIKVC_OK);
+    fx_reopen(&f, &o);
     char k[16];
     int n = 0;
     for (char c = 'a'; c <= 'z'; c++) {
@@ -493,10 +481,9 @@ static void test_unary_switch_sends_no_batch_commands(void **state)
     fx f;
     tikvc_opts o;
     fx_start(&f, 3, false, splits3, 2, NULL);
-    tikvc_close(f.c);
     fx_opts(&f, &o);
     o.batch_commands = 0;
-    assert_int_equal(tikvc_open(&o, &f.c), TIKVC_OK);
+    fx_reopen(&f, &o);
     run_load(&f, 4, 20);
     for (uint64_t s = 1; s <= 3; s++) {
         pthread_mutex_lock(&f.pd.mu);
@@ -514,11 +501,10 @@ static void test_lost_answers_hit_the_deadline_and_are_retried(void **state)
         fx f;
         tikvc_opts o;
         fx_start(&f, 1, false, NULL, 0, NULL);
-        tikvc_close(f.c);
         fx_opts(&f, &o);
         o.rpc_timeout_ms = 300;
         o.batch_commands = !unary;
-        assert_int_equal(tikvc_open(&o, &f.c), TIKVC_OK);
+        fx_reopen(&f, &o);
         put(f.c, "a", "1");
         pthread_mutex_lock(&f.pd.mu);
         fake_cluster_store(&f.fc, 1)->inj.drop = 1;
@@ -528,9 +514,8 @@ static void test_lost_answers_hit_the_deadline_and_are_retried(void **state)
         assert_true(tkv_clock_mono_ms() - t0 >= 300);
 
         /* A store that never answers: the call fails within its budget. */
-        tikvc_close(f.c);
         o.max_backoff_ms = 400;
-        assert_int_equal(tikvc_open(&o, &f.c), TIKVC_OK);
+        fx_reopen(&f, &o);
         put(f.c, "b", "1");
         pthread_mutex_lock(&f.pd.mu);
         fake_cluster_store(&f.fc, 1)->inj.drop = 1000;
