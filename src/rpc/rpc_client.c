@@ -584,6 +584,16 @@ static void on_stream_send(rpc__tag *t, bool ok)
     rpc__sendq_done(&s->sq, ok);
     if (rpc__sendq_kick(&s->sq, s->call, &s->t_send))
         s->ops++;
+    /* The send batch still counts in s->ops, so the stream cannot finish under the callback. */
+    if (ok && s->cb_mode && s->cbs.on_sent != NULL && !s->user_freed) {
+        s->in_cb = true;
+        pthread_mutex_unlock(&s->mu);
+        tls_cb_stream = s;
+        s->cbs.on_sent(s, s->cbs.ud);
+        tls_cb_stream = NULL;
+        pthread_mutex_lock(&s->mu);
+        s->in_cb = false;
+    }
     s->ops--;
     pthread_cond_broadcast(&s->cv);
     stream_settle(s);

@@ -236,6 +236,9 @@ static void on_unary(rpc_call *call, tkv_slice msg, void *ud)
         Pdpb__GetRegionRequest *q;
         UNPACK(Pdpb__GetRegionRequest, pdpb__get_region_request__descriptor, q);
         seen_header(p, q->header);
+        p->last_region_key_len = TKV_MIN(q->region_key.len, (size_t)FPD_MAX_KEY);
+        if (p->last_region_key_len > 0)
+            memcpy(p->last_region_key, q->region_key.data, p->last_region_key_len);
         int idx = find_region(p, tkv_slice_of(q->region_key.data, q->region_key.len));
         if (prev)
             idx = idx > 0 ? idx - 1 : -1;
@@ -472,8 +475,8 @@ static void on_etcd(rpc_call *call, tkv_slice msg, void *ud)
         Mvccpb__KeyValue *kvp = &kv;
         r.header = &h;
         for (size_t i = 0; i < p->n_etcd; i++) {
-            if (strlen(p->etcd[i].key) == q->key.len &&
-                memcmp(p->etcd[i].key, q->key.data, q->key.len) == 0) {
+            if (tkv_slice_eq(tkv_slice_str(p->etcd[i].key),
+                             tkv_slice_of(q->key.data, q->key.len))) {
                 kv.key.data = (uint8_t *)p->etcd[i].key;
                 kv.key.len = strlen(p->etcd[i].key);
                 kv.value.data = (uint8_t *)p->etcd[i].value;
@@ -490,15 +493,17 @@ static void on_etcd(rpc_call *call, tkv_slice msg, void *ud)
         Etcdserverpb__PutRequest *q;
         UNPACK(Etcdserverpb__PutRequest, etcdserverpb__put_request__descriptor, q);
         size_t i = 0;
-        while (i < p->n_etcd && !(strlen(p->etcd[i].key) == q->key.len &&
-                                  memcmp(p->etcd[i].key, q->key.data, q->key.len) == 0))
+        while (i < p->n_etcd &&
+               !tkv_slice_eq(tkv_slice_str(p->etcd[i].key), tkv_slice_of(q->key.data, q->key.len)))
             i++;
         if (i == p->n_etcd && p->n_etcd < FPD_MAX_ETCD)
             p->n_etcd++;
         if (i < FPD_MAX_ETCD && q->key.len < 64 && q->value.len < 64) {
-            memcpy(p->etcd[i].key, q->key.data, q->key.len);
+            if (q->key.len > 0)
+                memcpy(p->etcd[i].key, q->key.data, q->key.len);
             p->etcd[i].key[q->key.len] = '\0';
-            memcpy(p->etcd[i].value, q->value.data, q->value.len);
+            if (q->value.len > 0)
+                memcpy(p->etcd[i].value, q->value.data, q->value.len);
             p->etcd[i].value[q->value.len] = '\0';
         }
         Etcdserverpb__PutResponse r = ETCDSERVERPB__PUT_RESPONSE__INIT;
@@ -790,9 +795,11 @@ void fake_pd_add_region(fake_pd *p, uint64_t id, tkv_slice start, tkv_slice end,
     fpd_region r;
     memset(&r, 0, sizeof(r));
     r.id = id;
-    memcpy(r.start, start.data, start.len);
+    if (start.len > 0)
+        memcpy(r.start, start.data, start.len);
     r.start_len = start.len;
-    memcpy(r.end, end.data, end.len);
+    if (end.len > 0)
+        memcpy(r.end, end.data, end.len);
     r.end_len = end.len;
     r.conf_ver = 1;
     r.version = 1;
@@ -814,16 +821,24 @@ void fake_pd_add_region(fake_pd *p, uint64_t id, tkv_slice start, tkv_slice end,
 void fake_pd_split(fake_pd *p, uint64_t id, tkv_slice key, uint64_t new_id)
 {
     pthread_mutex_lock(&p->mu);
+    fake_pd_split_locked(p, id, key, new_id);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void fake_pd_split_locked(fake_pd *p, uint64_t id, tkv_slice key, uint64_t new_id)
+{
     int i = fake_pd_region_index(p, id);
     assert_true(i >= 0 && key.len <= FPD_MAX_KEY && p->n_regions < FPD_MAX_REGIONS);
     fpd_region *l = &p->regions[i];
     fpd_region r = *l;
     r.id = new_id;
-    memcpy(r.start, key.data, key.len);
+    if (key.len > 0)
+        memcpy(r.start, key.data, key.len);
     r.start_len = key.len;
     for (size_t j = 0; j < r.n_peers; j++)
         r.peers[j].id = new_id * 10 + j;
-    memcpy(l->end, key.data, key.len);
+    if (key.len > 0)
+        memcpy(l->end, key.data, key.len);
     l->end_len = key.len;
     l->version++;
     r.version = l->version;
@@ -831,7 +846,6 @@ void fake_pd_split(fake_pd *p, uint64_t id, tkv_slice key, uint64_t new_id)
             (p->n_regions - (size_t)i - 1) * sizeof(fpd_region));
     p->regions[i + 1] = r;
     p->n_regions++;
-    pthread_mutex_unlock(&p->mu);
 }
 
 void fake_pd_set_region_leader(fake_pd *p, uint64_t id, uint64_t store_id)

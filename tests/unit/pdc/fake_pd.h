@@ -114,7 +114,9 @@ typedef struct fake_pd {
     size_t n_regions;
     fpd_store stores[FPD_MAX_STORES];
     size_t n_stores;
-    int region_lookups_fail; /* the next N region lookups answer UNAVAILABLE */
+    int region_lookups_fail;              /* the next N region lookups answer UNAVAILABLE */
+    uint8_t last_region_key[FPD_MAX_KEY]; /* key of the last GetRegion / GetPrevRegion */
+    size_t last_region_key_len;
 
     /* TSO */
     int64_t tso_physical;
@@ -162,6 +164,8 @@ void fake_pd_add_region(fake_pd *p, uint64_t id, tkv_slice start, tkv_slice end,
 /* Splits region @id at @key: the left part keeps @id, the right part gets @new_id; both get
  * version + 1 (as TiKV's BatchSplit does). */
 void fake_pd_split(fake_pd *p, uint64_t id, tkv_slice key, uint64_t new_id);
+/* As fake_pd_split, with mu held by the caller. */
+void fake_pd_split_locked(fake_pd *p, uint64_t id, tkv_slice key, uint64_t new_id);
 /* Moves region @id's leadership to its peer on @store_id. */
 void fake_pd_set_region_leader(fake_pd *p, uint64_t id, uint64_t store_id);
 /* Returns the index of region @id, or -1. Under mu. */
