@@ -194,7 +194,9 @@ Errorpb__Error *rstore__peer_check(rstore_peer *p, const stor_ctx *ctx, bool che
     /* TiKV checks only the version for data requests: membership changes do not move keys. */
     if (ctx->has_epoch && ctx->version != p->region->region_epoch->version)
         return epoch_not_match(p);
-    if (check_leader && ctx->term != 0 && ctx->term != raft_node_term(p->raft))
+    /* TiKV's check_term: a request from more than one term ago was meant for an old
+     * leadership. */
+    if (check_leader && ctx->term != 0 && raft_node_term(p->raft) > ctx->term + 1)
         return stor_rerr_stale_command();
     return NULL;
 }
@@ -515,6 +517,8 @@ void rstore__peer_handle(rstore_peer *p, rstore_msg *m)
         break;
     }
     case RSTORE_MSG_SNAP_STATUS:
+        if (m->flags & 1)
+            raft_snapshot_deinit(&p->ps.gen); /* its file is gone: generate a new one */
         if (!p->pending_rd)
             TKV_IGNORE(raft_node_report_snapshot(p->raft, m->u64a, m->u64b != 0));
         break;
