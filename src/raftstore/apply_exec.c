@@ -218,6 +218,7 @@ static void exec_conf_change(rstore_apply *a, rstore_apply_delegate *d, const ra
         Metapb__Region *nr =
             rstore__region_with(region, peers, n, conf_ver + 1, version, bslice(region->start_key),
                                 bslice(region->end_key), region->id);
+        rstore__reader_invalidate_region(a->store, d->region_id);
         rstore__region_free(d->region);
         d->region = nr;
         if (rstore__put_region_state(a->wb, nr, RAFT_SERVERPB__PEER_STATE__Normal) != 0) {
@@ -363,6 +364,8 @@ static void exec_batch_split(rstore_apply *a, rstore_apply_delegate *d,
         abort();
     }
     a->wb_sync = true;
+    /* The range shrinks now: no lease read may serve the old range any more. */
+    rstore__reader_invalidate_region(s, d->region_id);
     rstore__region_free(d->region);
     d->region = rstore__region_dup(derived);
     rstore_exec_result res = {.type = RSTORE_EXEC_SPLIT};
