@@ -16,12 +16,13 @@
 
 #include <cmocka.h>
 
+#include "sec_testutil.h"
 #include "security/audit.h"
 #include "security/sec_int.h"
 #include "unit/engine/eng_testutil.h"
 
 typedef struct fx {
-    char dir[64];
+    char dir[SEC_TEST_DIR_LEN]; /* first: see sec_testutil.h */
     char log[128];
     char head[140];
     uint64_t now;
@@ -34,22 +35,11 @@ static uint64_t fx_now(void *ud)
 
 static int setup(void **state)
 {
-    fx *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/tkv-audit-XXXXXX");
-    assert_int_equal(eng_test_mkdtemp(f->dir), 0);
+    fx *f = sec_test_fixture_new(sizeof(*f), "audit");
     snprintf(f->log, sizeof(f->log), "%s/audit.log", f->dir);
     snprintf(f->head, sizeof(f->head), "%s.head", f->log);
     f->now = 1764219525123ull;
     *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    assert_int_equal(eng_test_rmtree(f->dir), 0);
-    free(f);
     return 0;
 }
 
@@ -402,21 +392,26 @@ static void test_the_cli_reports_good_and_tampered_logs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_records_chain_verify_and_are_private, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_continues_the_chain, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_an_edited_record_is_detected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_chain_verify_and_are_private, setup,
+                                        sec_test_fixture_free),
+        cmocka_unit_test_setup_teardown(test_reopen_continues_the_chain, setup,
+                                        sec_test_fixture_free),
+        cmocka_unit_test_setup_teardown(test_an_edited_record_is_detected, setup,
+                                        sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_reordered_and_deleted_records_are_detected, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_truncation_at_the_end_is_detected, setup, teardown),
+                                        sec_test_fixture_free),
+        cmocka_unit_test_setup_teardown(test_truncation_at_the_end_is_detected, setup,
+                                        sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_a_crash_leaves_a_verifiable_log_that_reopens, setup,
-                                        teardown),
+                                        sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_a_keyed_chain_verifies_only_with_its_key, setup,
-                                        teardown),
+                                        sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_bad_events_are_refused_and_leave_the_chain_intact,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_writers_keep_one_chain, setup, teardown),
+                                        setup, sec_test_fixture_free),
+        cmocka_unit_test_setup_teardown(test_concurrent_writers_keep_one_chain, setup,
+                                        sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_the_cli_reports_good_and_tampered_logs, setup,
-                                        teardown),
+                                        sec_test_fixture_free),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

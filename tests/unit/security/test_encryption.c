@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "sec_testutil.h"
 #include "security/encryption.h"
 #include "security/sec_int.h"
 #include "unit/engine/eng_testutil.h"
@@ -24,9 +25,9 @@
 #define N_VALUES 200
 
 typedef struct fx {
-    char dir[64];
-    char data[128]; /* the engine's directory */
-    char mk1[128];  /* master key files */
+    char dir[SEC_TEST_DIR_LEN]; /* first: see sec_testutil.h */
+    char data[128];             /* the engine's directory */
+    char mk1[128];              /* master key files */
     char mk2[128];
     char mkbad[128];
     uint64_t now; /* injected clock, Unix seconds */
@@ -47,10 +48,7 @@ static void write_text(const char *path, const char *text)
 
 static int setup(void **state)
 {
-    fx *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/tkv-sec-XXXXXX");
-    assert_int_equal(eng_test_mkdtemp(f->dir), 0);
+    fx *f = sec_test_fixture_new(sizeof(*f), "sec");
     snprintf(f->data, sizeof(f->data), "%s/db", f->dir);
     snprintf(f->mk1, sizeof(f->mk1), "%s/master1.key", f->dir);
     snprintf(f->mk2, sizeof(f->mk2), "%s/master2.key", f->dir);
@@ -60,14 +58,6 @@ static int setup(void **state)
     write_text(f->mkbad, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdee\n");
     f->now = 1700000000;
     *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    assert_int_equal(eng_test_rmtree(f->dir), 0);
-    free(f);
     return 0;
 }
 
@@ -683,29 +673,34 @@ int main(void)
         cmocka_unit_test(test_gcm_rejects_a_flipped_bit),
         cmocka_unit_test(test_method_names_parse_as_tikv_spells_them),
         cmocka_unit_test_setup_teardown(test_master_key_file_must_hold_64_hex_digits, setup,
-                                        teardown),
+                                        sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(
-            test_values_never_appear_in_plaintext_and_read_back_after_reopen, setup, teardown),
+            test_values_never_appear_in_plaintext_and_read_back_after_reopen, setup,
+            sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_without_encryption_the_scan_does_find_the_values,
-                                        setup, teardown),
+                                        setup, sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_plaintext_data_written_before_enabling_stays_readable,
-                                        setup, teardown),
+                                        setup, sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(
-            test_data_key_then_master_key_rotation_keep_everything_readable, setup, teardown),
+            test_data_key_then_master_key_rotation_keep_everything_readable, setup,
+            sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_wrong_master_key_fails_with_a_clear_error, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_a_corrupt_key_dictionary_is_detected, setup, teardown),
+                                        sec_test_fixture_free),
+        cmocka_unit_test_setup_teardown(test_a_corrupt_key_dictionary_is_detected, setup,
+                                        sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(
-            test_file_dictionary_drops_a_torn_tail_and_refuses_corruption, setup, teardown),
+            test_file_dictionary_drops_a_torn_tail_and_refuses_corruption, setup,
+            sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_renames_links_and_deletes_follow_the_file, setup,
-                                        teardown),
+                                        sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_switching_back_to_plaintext_keeps_old_files_readable,
-                                        setup, teardown),
+                                        setup, sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_sec_file_encrypts_and_reads_back_through_rename, setup,
-                                        teardown),
+                                        sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_meta_lists_keys_and_files_without_key_material, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_read_only_open_writes_nothing, setup, teardown),
+                                        sec_test_fixture_free),
+        cmocka_unit_test_setup_teardown(test_read_only_open_writes_nothing, setup,
+                                        sec_test_fixture_free),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
