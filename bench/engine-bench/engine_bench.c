@@ -11,6 +11,7 @@
  * The database goes in a new directory (by default mkdtemp under /tmp; --dir must not exist)
  * that is destroyed at the end.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -165,6 +166,18 @@ static int load_get_keys(bench *b)
     return rc;
 }
 
+/* Parses the whole of @s as a positive number of seconds. */
+static bool parse_seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v > 0))
+        return false;
+    *out = v;
+    return true;
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: engine-bench [--engine rocks|mem] [--dir DIR] [--seconds S] "
@@ -187,9 +200,10 @@ int main(int argc, char **argv)
             engine = val;
         else if (strcmp(a, "--dir") == 0)
             snprintf(dir, sizeof(dir), "%s", val);
-        else if (strcmp(a, "--seconds") == 0)
-            seconds = atof(val);
-        else if (strcmp(a, "--value-bytes") == 0)
+        else if (strcmp(a, "--seconds") == 0) {
+            if (!parse_seconds(val, &seconds))
+                return usage();
+        } else if (strcmp(a, "--value-bytes") == 0)
             b.value_bytes = (size_t)strtoull(val, NULL, 10);
         else if (strcmp(a, "--get-keys") == 0)
             b.get_keys = strtoull(val, NULL, 10);

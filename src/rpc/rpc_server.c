@@ -544,7 +544,7 @@ static void on_close(rpc__tag *t, bool ok)
         rpc__sendq_break(&c->sq);
         pthread_mutex_unlock(&c->mu);
         const rpc_handler *h = c->method != NULL ? &c->method->h : NULL;
-        if (c->owned && !atomic_load(&c->finished) && h->on_cancel != NULL)
+        if (h != NULL && c->owned && !atomic_load(&c->finished) && h->on_cancel != NULL)
             h->on_cancel(c, h->ud);
     }
     call_unref(c);

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -150,10 +151,15 @@ static int read_head(const char *path, uint64_t *seq, uint8_t hash[32])
         size_t n = TKV_MIN(b.len, sizeof(text) - 1);
         memcpy(text, b.data, n);
         text[n] = '\0';
-        unsigned long long s;
-        char hex[65];
-        if (sscanf(text, HEAD_MAGIC " seq=%llu hash=%64s", &s, hex) != 2 ||
-            parse_hex32(hex, strlen(hex), hash) != 0)
+        /* HEAD_MAGIC " seq=<20 digits> hash=<64 hex>" */
+        static const char pre[] = HEAD_MAGIC " seq=";
+        char *end = NULL;
+        errno = 0;
+        unsigned long long s = 0;
+        if (strncmp(text, pre, sizeof(pre) - 1) == 0)
+            s = strtoull(text + sizeof(pre) - 1, &end, 10);
+        if (end == NULL || errno != 0 || strncmp(end, " hash=", 6) != 0 ||
+            parse_hex32(end + 6, strnlen(end + 6, 64), hash) != 0)
             rc = TKV_ECORRUPT;
         else
             *seq = s;

@@ -151,7 +151,7 @@ static int dict_name(const sec_keys *k, const char *path, char *out, size_t cap)
     const char *name = abs;
     if (strncmp(abs, k->dir, dl) == 0 && abs[dl] == '/' && abs[dl + 1] != '\0')
         name = abs + dl + 1;
-    else if (strcmp(k->dir, "/") == 0 && abs[1] != '\0')
+    else if (strcmp(k->dir, "/") == 0 && strlen(abs) > 1)
         name = abs + 1;
     if (strlen(name) >= cap || strlen(name) > FD_MAX_NAME)
         return -ENAMETOOLONG;
