@@ -44,7 +44,8 @@ TKV_MUST_USE int sec_file_create_private(const char *path, int flags);
 
 /* Makes <@dir>/space_placeholder_file occupy @bytes (allocated blocks, not a sparse file),
  * 0600, synced; 0 removes it. A placeholder of another size is resized. Errors: -errno
- * (-ENOSPC when the disk cannot hold it: nothing is left behind). */
+ * (-ENOSPC when the free space cannot hold it, checked before anything is allocated, so the
+ * disk is never filled by the attempt). */
 TKV_MUST_USE int sec_reserve_space(const char *dir, uint64_t bytes);
 
 /* Deletes the placeholder to give its room back and returns how many bytes it held (0 when

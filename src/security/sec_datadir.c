@@ -101,6 +101,16 @@ int sec_reserve_space(const char *dir, uint64_t bytes)
     if (stat(path, &st) == 0 && (uint64_t)st.st_size == bytes &&
         (uint64_t)st.st_blocks * 512 >= bytes)
         return 0;
+    /* Never try what cannot fit: a failing fallocate may hold the blocks it got until the
+     * file is removed, filling the disk for everyone in the meantime. */
+    struct statvfs sv;
+    if (statvfs(dir, &sv) != 0)
+        return -errno;
+    uint64_t have = (uint64_t)sv.f_bavail * sv.f_frsize;
+    if (stat(path, &st) == 0)
+        have += (uint64_t)st.st_blocks * 512;
+    if (bytes > have)
+        return -ENOSPC;
     int fd = sec_file_create_private(path, O_TRUNC);
     if (fd < 0)
         return fd;
