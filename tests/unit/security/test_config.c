@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "security/config.h"
+#include "security/security.h"
 
 /* Binds @toml (NULL: defaults only) into @c; returns bind's code, message in @err. */
 static int bind_text(const char *toml, sec_config *c, char *err)
