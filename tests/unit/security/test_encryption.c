@@ -304,6 +304,39 @@ static void test_values_never_appear_in_plaintext_and_read_back_after_reopen(voi
     sec_keys_close(k);
 }
 
+static void test_ingested_sst_files_are_encrypted_and_readable(void **state)
+{
+    /* Snapshots arrive as SST files that are ingested (linked or copied into the database):
+     * the writer encrypts through the env and the ingested file keeps its cipher. */
+    fx *f = *state;
+    sec_keys *k = open_keys(f, SEC_AES256_CTR, f->mk1, NULL);
+    db_h h = open_db(f, k);
+    char sst[160];
+    snprintf(sst, sizeof(sst), "%s/snap.sst", f->dir);
+    eng_sst_writer *w;
+    assert_int_equal(eng_sst_writer_new(h.db, sst, &w), 0);
+    char key[32], v[96];
+    for (int i = 0; i < 50; i++) {
+        snprintf(key, sizeof(key), "key-%04d", i);
+        value_of(i, v, sizeof(v));
+        assert_int_equal(eng_sst_writer_put(w, eng_test_s(key), eng_test_s(v)), 0);
+    }
+    uint64_t bytes = 0;
+    assert_int_equal(eng_sst_writer_finish(w, &bytes), 0);
+    eng_sst_writer_free(w);
+    assert_true(bytes > 0);
+    assert_int_equal(files_containing(f->dir, MARKER), 0);
+    const char *paths[] = {sst};
+    assert_int_equal(eng_ingest(h.db, ENG_CF_DEFAULT, paths, 1), 0);
+    expect_values(h.db, 0, 50);
+    close_db(&h);
+    h = open_db(f, k);
+    expect_values(h.db, 0, 50);
+    close_db(&h);
+    assert_int_equal(files_containing(f->dir, MARKER), 0);
+    sec_keys_close(k);
+}
+
 static void test_without_encryption_the_scan_does_find_the_values(void **state)
 {
     /* The control for the test above: the same writes without the env are visible. */
@@ -677,6 +710,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_values_never_appear_in_plaintext_and_read_back_after_reopen, setup,
             sec_test_fixture_free),
+        cmocka_unit_test_setup_teardown(test_ingested_sst_files_are_encrypted_and_readable, setup,
+                                        sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_without_encryption_the_scan_does_find_the_values,
                                         setup, sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_plaintext_data_written_before_enabling_stays_readable,
