@@ -40,6 +40,7 @@ typedef struct fs_inject {
     int stale_command;
     int not_leader_no_hint;
     int store_not_match;
+    int key_not_in_region;
     int drop;             /* never answer (the client's deadline must fire) */
     char drop_method[32]; /* with drop: only this method ("" for any) */
 } fs_inject;

@@ -269,6 +269,22 @@ static void test_not_leader_without_a_hint_and_region_not_found_ask_pd_again(voi
     fx_stop(&f);
 }
 
+static void test_key_not_in_region_drops_the_region_and_asks_pd(void **state)
+{
+    (void)state;
+    fx f;
+    fx_start(&f, 3, false, splits3, 2, NULL);
+    put(f.c, "h", "1");
+    int lookups = fake_pd_calls(&f.pd, FPD_GET_REGION);
+    pthread_mutex_lock(&f.pd.mu);
+    fake_cluster_store(&f.fc, 2)->inj.key_not_in_region = 1;
+    pthread_mutex_unlock(&f.pd.mu);
+    expect(f.c, "h", "1");
+    assert_int_equal(fake_pd_calls(&f.pd, FPD_GET_REGION), lookups + 1);
+    assert_int_equal(fake_cluster_count(&f.fc, "RawGet"), 2);
+    fx_stop(&f);
+}
+
 static void test_store_not_match_and_stale_command_are_retried(void **state)
 {
     (void)state;
@@ -675,6 +691,7 @@ int main(void)
         cmocka_unit_test(test_epoch_not_match_after_a_split_installs_the_new_regions),
         cmocka_unit_test(test_not_leader_with_a_hint_moves_the_leader),
         cmocka_unit_test(test_not_leader_without_a_hint_and_region_not_found_ask_pd_again),
+        cmocka_unit_test(test_key_not_in_region_drops_the_region_and_asks_pd),
         cmocka_unit_test(test_store_not_match_and_stale_command_are_retried),
         cmocka_unit_test(test_server_busy_is_backed_off_and_the_backoff_is_bounded),
         cmocka_unit_test(test_pd_unavailable_for_a_while_is_retried),

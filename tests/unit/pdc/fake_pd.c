@@ -662,12 +662,25 @@ static void on_stream_cancel(rpc_call *call, void *ud)
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
 
+static const rpc_tls *server_tls;
+
+void fpd_set_server_tls(const rpc_tls *tls)
+{
+    server_tls = tls;
+}
+
+const rpc_tls *fpd_server_tls(void)
+{
+    return server_tls;
+}
+
 static void start_member(fake_pd *p, int i)
 {
     rpc_server_opts o;
     rpc_server_opts_init(&o);
     o.addr = "127.0.0.1:0";
     o.cq_threads = 1;
+    o.tls = server_tls;
     assert_int_equal(rpc_server_new(&o, &p->srv[i]), 0);
     p->ud[i].pd = p;
     p->ud[i].idx = i;

@@ -141,6 +141,12 @@ typedef struct fake_pd {
     size_t n_etcd;
 } fake_pd;
 
+/* Makes the servers of fakes started from now on use @tls (NULL: plaintext); @tls must stay
+ * valid while they start. */
+void fpd_set_server_tls(const rpc_tls *tls);
+/* Returns the TLS setting of fpd_set_server_tls. */
+const rpc_tls *fpd_server_tls(void);
+
 /* Starts @n_members members (member 0 leads) with cluster id @cluster_id. Fails the test on
  * error. */
 void fake_pd_start(fake_pd *p, int n_members, uint64_t cluster_id);
