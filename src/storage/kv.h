@@ -245,4 +245,11 @@ TKV_MUST_USE int stor_kv_local_new(eng_db *db, const stor_kv_local_opts *opts, s
 /* Replaces the local region's epoch (to test EpochNotMatch handling). */
 void stor_kv_local_set_epoch(stor_kv *kv, uint64_t conf_ver, uint64_t version);
 
+/* Replaces the local region's range with [@start, @end) (an empty @end is +inf; the keys are
+ * copied), as after a split, to test behaviour at region edges: snapshots are clipped to it
+ * and writes with a key outside it get KeyNotInRegion (a range to delete may end at the
+ * region's end; an empty end deletes up to it). The epoch is left alone.
+ * Errors: -EINVAL (@start >= a non-empty @end), -ENOMEM (the range is unchanged). */
+TKV_MUST_USE int stor_kv_local_set_range(stor_kv *kv, tkv_slice start, tkv_slice end);
+
 #endif /* TKV_STORAGE_KV_H */

@@ -16,11 +16,46 @@ typedef struct local_kv {
     Metapb__Peer *peers[1];
 } local_kv;
 
-/* Checks @ctx against the region like raftstore does; returns a region error or NULL. */
-static Errorpb__Error *check_ctx(local_kv *l, const stor_ctx *ctx, int *rc)
+static tkv_slice bin(ProtobufCBinaryData b)
+{
+    return tkv_slice_of(b.data, b.len);
+}
+
+/* Returns whether @key is in [start, end) of the region (or, with @inclusive, [start, end]:
+ * the end of a range to delete). Called under l->mu. */
+static bool in_region(const local_kv *l, tkv_slice key, bool inclusive)
+{
+    tkv_slice start = bin(l->region.start_key), end = bin(l->region.end_key);
+    if (tkv_slice_cmp(key, start) < 0)
+        return false;
+    if (end.len == 0)
+        return true;
+    int c = tkv_slice_cmp(key, end);
+    return inclusive ? c <= 0 : c < 0;
+}
+
+/* Returns the first key of @mods outside the region (raftstore's check before proposing), or
+ * NULL. Called under l->mu. */
+static const tkv_slice *key_outside(const local_kv *l, const stor_modify *mods, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!in_region(l, mods[i].key, false))
+            return &mods[i].key;
+        if (mods[i].op == STOR_MODIFY_DELETE_RANGE && mods[i].end_key.len != 0 &&
+            !in_region(l, mods[i].end_key, true))
+            return &mods[i].end_key;
+    }
+    return NULL;
+}
+
+/* Checks @ctx (and the keys of @mods, when writing) against the region like raftstore does;
+ * returns a region error or NULL. */
+static Errorpb__Error *check_ctx(local_kv *l, const stor_ctx *ctx, const stor_modify *mods,
+                                 size_t n, int *rc)
 {
     *rc = 0;
     Errorpb__Error *e = NULL;
+    const tkv_slice *outside;
     pthread_mutex_lock(&l->mu);
     if (ctx->has_peer && ctx->store_id != l->peer.store_id) {
         e = stor_rerr_store_not_match(ctx->store_id, l->peer.store_id);
@@ -30,6 +65,8 @@ static Errorpb__Error *check_ctx(local_kv *l, const stor_ctx *ctx, int *rc)
                (ctx->conf_ver != l->epoch.conf_ver || ctx->version != l->epoch.version)) {
         const Metapb__Region *cur = &l->region;
         e = stor_rerr_epoch_not_match(&cur, 1);
+    } else if ((outside = key_outside(l, mods, n)) != NULL) {
+        e = stor_rerr_key_not_in_region(*outside, &l->region);
     } else {
         pthread_mutex_unlock(&l->mu);
         return NULL;
@@ -40,7 +77,9 @@ static Errorpb__Error *check_ctx(local_kv *l, const stor_ctx *ctx, int *rc)
     return e;
 }
 
-static int add_modify(eng_batch *b, const stor_modify *m, tkv_buf *k1, tkv_buf *k2)
+/* Adds @m to @b; a range with an empty end ends at @region_end (itself empty for +inf). */
+static int add_modify(eng_batch *b, const stor_modify *m, tkv_slice region_end, tkv_buf *k1,
+                      tkv_buf *k2)
 {
     tkv_buf_reset(k1);
     tkv_buf_reset(k2);
@@ -53,7 +92,7 @@ static int add_modify(eng_batch *b, const stor_modify *m, tkv_buf *k1, tkv_buf *
     case STOR_MODIFY_DELETE:
         return eng_batch_delete(b, m->cf, tkv_buf_slice(k1));
     case STOR_MODIFY_DELETE_RANGE:
-        rc = tkv_keys_data_bound(k2, m->end_key, true);
+        rc = tkv_keys_data_bound(k2, m->end_key.len != 0 ? m->end_key : region_end, true);
         if (rc != 0)
             return rc;
         if (tkv_slice_cmp(tkv_buf_slice(k1), tkv_buf_slice(k2)) > 0)
@@ -70,7 +109,7 @@ static int local_write(void *impl, const stor_ctx *ctx, const stor_modify *mods,
     if (n == 0 || mods == NULL || cb == NULL)
         return -EINVAL;
     int rc;
-    Errorpb__Error *rerr = check_ctx(l, ctx, &rc);
+    Errorpb__Error *rerr = check_ctx(l, ctx, mods, n, &rc);
     if (rc != 0)
         return rc;
     if (rerr != NULL) {
@@ -81,13 +120,18 @@ static int local_write(void *impl, const stor_ctx *ctx, const stor_modify *mods,
     rc = eng_batch_new(l->db, &b);
     if (rc != 0)
         return rc;
-    tkv_buf k1, k2;
+    tkv_buf k1, k2, end;
     tkv_buf_init(&k1);
     tkv_buf_init(&k2);
+    tkv_buf_init(&end);
+    pthread_mutex_lock(&l->mu);
+    rc = tkv_buf_set(&end, l->region.end_key.data, l->region.end_key.len);
+    pthread_mutex_unlock(&l->mu);
     for (size_t i = 0; i < n && rc == 0; i++)
-        rc = add_modify(b, &mods[i], &k1, &k2);
+        rc = add_modify(b, &mods[i], tkv_buf_slice(&end), &k1, &k2);
     tkv_buf_deinit(&k1);
     tkv_buf_deinit(&k2);
+    tkv_buf_deinit(&end);
     if (rc == -EINVAL) {
         eng_batch_free(b);
         return rc; /* malformed batch: not accepted */
@@ -105,7 +149,7 @@ static int local_snapshot(void *impl, const stor_ctx *ctx, stor_snap_cb cb, void
     if (cb == NULL)
         return -EINVAL;
     int rc;
-    Errorpb__Error *rerr = check_ctx(l, ctx, &rc);
+    Errorpb__Error *rerr = check_ctx(l, ctx, NULL, 0, &rc);
     if (rc != 0)
         return rc;
     if (rerr != NULL) {
@@ -130,6 +174,8 @@ static void local_free(void *impl)
 {
     local_kv *l = impl;
     pthread_mutex_destroy(&l->mu);
+    tkv_free(l->region.start_key.data);
+    tkv_free(l->region.end_key.data);
     tkv_free(l);
 }
 
@@ -181,4 +227,27 @@ void stor_kv_local_set_epoch(stor_kv *kv, uint64_t conf_ver, uint64_t version)
     l->epoch.conf_ver = conf_ver;
     l->epoch.version = version;
     pthread_mutex_unlock(&l->mu);
+}
+
+int stor_kv_local_set_range(stor_kv *kv, tkv_slice start, tkv_slice end)
+{
+    local_kv *l = kv->impl;
+    if (end.len != 0 && tkv_slice_cmp(start, end) >= 0)
+        return -EINVAL;
+    uint8_t *s = start.len ? tkv_memdup(start.data, start.len) : NULL;
+    uint8_t *e = end.len ? tkv_memdup(end.data, end.len) : NULL;
+    if ((start.len && s == NULL) || (end.len && e == NULL)) {
+        tkv_free(s);
+        tkv_free(e);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&l->mu);
+    tkv_free(l->region.start_key.data);
+    tkv_free(l->region.end_key.data);
+    l->region.start_key.data = s;
+    l->region.start_key.len = start.len;
+    l->region.end_key.data = e;
+    l->region.end_key.len = end.len;
+    pthread_mutex_unlock(&l->mu);
+    return 0;
 }

@@ -37,6 +37,11 @@ typedef struct stor_opts {
     size_t max_batch_keys;  /* most keys or pairs in one batch request (default 100000) */
     size_t max_scan_limit;  /* most rows one scan returns (default 100000) */
     uint64_t store_id;      /* this store, for messages */
+    /* Seconds since the Unix epoch that TTL expiry is measured against (TiKV's
+     * ttl_current_ts); NULL uses the wall clock. Tests inject a clock so they never sleep.
+     * Called from any thread. */
+    uint64_t (*ttl_clock_s)(void *arg);
+    void *ttl_clock_arg;
 } stor_opts;
 
 /* Fills @o with the defaults. */

@@ -1,0 +1,155 @@
+/*
+ * scanner.c: forward and reverse range reads at a timestamp (TiKV's Scanner).
+ *
+ * Two iterators discover the user keys of the range: one over the lock CF (keys are
+ * encoded user keys) and one over the write CF (encoded key + 8-byte timestamp). The next
+ * key is the smaller (forward) or larger (reverse) of the two; its value comes from a point
+ * read, so locks and visibility follow exactly the point-read rules. A key with only a
+ * non-blocking lock and no visible version yields nothing.
+ */
+#include "storage/mvcc/mvcc_int.h"
+
+struct mvcc_scanner {
+    mvcc_scan_opts o;
+    mvcc_reader *reader;
+    stor_iter *lock_it;
+    stor_iter *write_it;
+    bool started;
+    tkv_buf lower, upper; /* copies of the bounds */
+    tkv_buf cur;          /* the user key last returned (encoded) */
+    tkv_buf seek;         /* scratch */
+};
+
+int mvcc_scanner_new(const stor_snap *snap, const mvcc_scan_opts *o, mvcc_scanner **out)
+{
+    mvcc_scanner *s = tkv_calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    s->o = *o;
+    tkv_buf_init(&s->lower);
+    tkv_buf_init(&s->upper);
+    tkv_buf_init(&s->cur);
+    tkv_buf_init(&s->seek);
+    int rc = tkv_buf_set(&s->lower, o->lower.data, o->lower.len);
+    if (rc == 0)
+        rc = tkv_buf_set(&s->upper, o->upper.data, o->upper.len);
+    if (rc == 0)
+        rc = mvcc_reader_new(snap, &s->reader);
+    if (rc == 0)
+        rc = stor_snap_iter_new(snap, ENG_CF_LOCK, tkv_buf_slice(&s->lower),
+                                tkv_buf_slice(&s->upper), &s->lock_it);
+    if (rc == 0)
+        rc = stor_snap_iter_new(snap, ENG_CF_WRITE, tkv_buf_slice(&s->lower),
+                                tkv_buf_slice(&s->upper), &s->write_it);
+    if (rc != 0) {
+        mvcc_scanner_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void mvcc_scanner_free(mvcc_scanner *s)
+{
+    if (s == NULL)
+        return;
+    stor_iter_free(s->lock_it);
+    stor_iter_free(s->write_it);
+    mvcc_reader_free(s->reader);
+    tkv_buf_deinit(&s->lower);
+    tkv_buf_deinit(&s->upper);
+    tkv_buf_deinit(&s->cur);
+    tkv_buf_deinit(&s->seek);
+    tkv_free(s);
+}
+
+/* The user key under the write iterator (its key without the timestamp). */
+static int write_user_key(stor_iter *it, tkv_slice *user)
+{
+    uint64_t ts;
+    return txn_key_split_ts(stor_iter_key(it), user, &ts);
+}
+
+/* Positions both iterators at the first candidate after (forward) or before (reverse) the
+ * current key, or at the range's edge on the first call. */
+static void advance(mvcc_scanner *s)
+{
+    tkv_slice cur = tkv_buf_slice(&s->cur);
+    if (!s->started) {
+        s->started = true;
+        if (s->o.desc) {
+            stor_iter_seek_to_last(s->lock_it);
+            stor_iter_seek_to_last(s->write_it);
+        } else {
+            stor_iter_seek_to_first(s->lock_it);
+            stor_iter_seek_to_first(s->write_it);
+        }
+        return;
+    }
+    if (s->o.desc) {
+        /* Every versioned key of cur sorts after cur itself, and no other key's versions
+         * sit between, so the last key <= cur belongs to a smaller user key. */
+        if (stor_iter_seek_for_prev(s->lock_it, cur) &&
+            tkv_slice_eq(stor_iter_key(s->lock_it), cur))
+            stor_iter_prev(s->lock_it);
+        stor_iter_seek_for_prev(s->write_it, cur);
+        return;
+    }
+    if (stor_iter_seek(s->lock_it, cur) && tkv_slice_eq(stor_iter_key(s->lock_it), cur))
+        stor_iter_next(s->lock_it);
+    /* The oldest possible version of cur is cur + ts 0 (8 bytes of 0xFF). */
+    tkv_buf_reset(&s->seek);
+    if (txn_key_versioned(&s->seek, cur, 0) != 0) {
+        /* Out of memory: fall back to stepping over cur's versions one by one. */
+        for (bool ok = stor_iter_seek(s->write_it, cur); ok; ok = stor_iter_next(s->write_it)) {
+            tkv_slice u;
+            if (write_user_key(s->write_it, &u) != 0 || !tkv_slice_eq(u, cur))
+                break;
+        }
+        return;
+    }
+    if (stor_iter_seek(s->write_it, tkv_buf_slice(&s->seek)) &&
+        tkv_slice_eq(stor_iter_key(s->write_it), tkv_buf_slice(&s->seek)))
+        stor_iter_next(s->write_it);
+}
+
+int mvcc_scanner_next(mvcc_scanner *s, bool *done, tkv_buf *enc_key, tkv_buf *value, mvcc_err *e)
+{
+    *done = false;
+    mvcc_err_reset(e);
+    for (;;) {
+        advance(s);
+        int rc = stor_iter_status(s->lock_it);
+        if (rc == 0)
+            rc = stor_iter_status(s->write_it);
+        if (rc != 0)
+            return rc;
+        bool lv = stor_iter_valid(s->lock_it), wv = stor_iter_valid(s->write_it);
+        if (!lv && !wv) {
+            *done = true;
+            return 0;
+        }
+        tkv_slice lk = lv ? stor_iter_key(s->lock_it) : tkv_slice_of(NULL, 0), wk;
+        if (wv && write_user_key(s->write_it, &wk) != 0)
+            return TKV_ECORRUPT;
+        tkv_slice next;
+        if (!lv)
+            next = wk;
+        else if (!wv)
+            next = lk;
+        else if (s->o.desc)
+            next = tkv_slice_cmp(lk, wk) > 0 ? lk : wk;
+        else
+            next = tkv_slice_cmp(lk, wk) < 0 ? lk : wk;
+        rc = tkv_buf_set(&s->cur, next.data, next.len);
+        if (rc != 0)
+            return rc;
+        bool found;
+        rc = mvcc_point_get(s->reader, tkv_buf_slice(&s->cur), s->o.ts, &s->o.read, value, &found,
+                            e);
+        if (rc != 0)
+            return rc;
+        if (found || e->kind != MVCC_OK)
+            return tkv_buf_set(enc_key, s->cur.data, s->cur.len);
+    }
+}
