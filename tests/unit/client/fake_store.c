@@ -1238,6 +1238,8 @@ void fake_cluster_stop(fake_cluster *fc)
     fc->n_dropped = 0;
     pthread_mutex_unlock(&fc->pd->mu);
     for (int i = 0; i < fc->n_stores; i++) {
+        if (fc->stores[i].srv == NULL)
+            continue;
         rpc_server_shutdown(fc->stores[i].srv, 0);
         rpc_server_free(fc->stores[i].srv);
     }
@@ -1255,6 +1257,15 @@ void fake_cluster_stop(fake_cluster *fc)
         free(k->w);
     }
     free(fc->tk);
+}
+
+void fake_cluster_kill_store(fake_cluster *fc, uint64_t id)
+{
+    fake_store *st = fake_cluster_store(fc, id);
+    rpc_server *s = st->srv;
+    st->srv = NULL;
+    rpc_server_shutdown(s, 0);
+    rpc_server_free(s);
 }
 
 fake_store *fake_cluster_store(fake_cluster *fc, uint64_t id)

@@ -108,6 +108,8 @@ struct fake_cluster {
 void fake_cluster_start(fake_cluster *fc, fake_pd *pd, int n);
 /* Stops the stores and frees the data. */
 void fake_cluster_stop(fake_cluster *fc);
+/* Stops store @id's server (connections to it are refused from now on). */
+void fake_cluster_kill_store(fake_cluster *fc, uint64_t id);
 /* Returns the store with @id. */
 fake_store *fake_cluster_store(fake_cluster *fc, uint64_t id);
 /* Returns how many requests of @method (e.g. "RawGet") the stores answered. */

@@ -172,6 +172,10 @@ static void answer_region(fake_pd *p, rpc_call *call, int idx)
         fpd_region_to_msg(&p->regions[idx], &m);
         r.region = &m.r;
         r.leader = &m.leader;
+        for (size_t i = 0; p->stale_leader_store != 0 && i < m.r.n_peers; i++) {
+            if (m.peers[i].store_id == p->stale_leader_store)
+                r.leader = &m.peers[i];
+        }
     }
     reply(call, &r.base);
 }
