@@ -367,6 +367,10 @@ static void on_unary(rpc_call *call, tkv_slice msg, void *ud)
         rpc_msg_free(&q->base);
     } else if (strcmp(name, "AllocID") == 0) {
         p->calls[FPD_ALLOC_ID]++;
+        Pdpb__AllocIDRequest *q;
+        UNPACK(Pdpb__AllocIDRequest, pdpb__alloc_idrequest__descriptor, q);
+        seen_header(p, q->header);
+        rpc_msg_free(&q->base);
         Pdpb__AllocIDResponse r = PDPB__ALLOC_IDRESPONSE__INIT;
         r.header = &h;
         r.id = ++p->next_id;
