@@ -698,9 +698,9 @@ static rpc_stream *open_count(rpc_channel *ch, uint64_t n, cb_probe *p, int free
     uint8_t m[8];
     fix_put_u64(m, n);
     assert_int_equal(rpc_stream_send(s, tkv_slice_of(m, 8)), 0);
-    /* A stream that frees itself in on_done may be gone as soon as Count answered (it does
-     * not wait for the half-close): it must not be touched again. */
-    if (!free_in_done)
+    /* A stream that frees itself from a callback may be gone as soon as Count answered (it
+     * does not wait for the half-close): it must not be touched again. */
+    if (!free_in_done && free_at == 0)
         assert_int_equal(rpc_stream_close_send(s), 0);
     return s;
 }
