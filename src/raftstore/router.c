@@ -25,7 +25,7 @@ int rstore__router_init(rstore_router *r, rstore_poller *p, size_t capacity)
     if (rc != 0)
         return -rc;
     r->cap = 64;
-    r->slots = tkv_calloc(r->cap, sizeof(*r->slots));
+    r->slots = tkv_calloc(r->cap, sizeof(rstore_mailbox *));
     if (r->slots == NULL) {
         pthread_rwlock_destroy(&r->lock);
         return -ENOMEM;
@@ -87,7 +87,7 @@ static void insert_slot(rstore_mailbox **slots, size_t cap, rstore_mailbox *mb)
 static int grow(rstore_router *r)
 {
     size_t cap = r->n * 4 > r->cap ? r->cap * 2 : r->cap; /* rehash drops tombstones */
-    rstore_mailbox **slots = tkv_calloc(cap, sizeof(*slots));
+    rstore_mailbox **slots = tkv_calloc(cap, sizeof(rstore_mailbox *));
     if (slots == NULL)
         return -ENOMEM;
     for (size_t i = 0; i < r->cap; i++)

@@ -61,7 +61,7 @@ void rstore__store_add_peer(rstore *s, rstore_peer *p)
 {
     if (s->n_peers == s->cap_peers) {
         size_t cap = s->cap_peers ? s->cap_peers * 2 : 16;
-        s->peers = tkv_xrealloc(s->peers, cap * sizeof(*s->peers));
+        s->peers = tkv_xrealloc(s->peers, cap * sizeof(rstore_peer *));
         s->cap_peers = cap;
     }
     s->peers[s->n_peers++] = p;

@@ -348,7 +348,7 @@ static void test_removed_peer_is_destroyed(void **state)
     put_ok(&c, region, "gone", "soon");
     int l = leader_of(&c, region);
     int victim = (l + 1) % 3;
-    rstore_region_info vi;
+    rstore_region_info vi = {0};
     assert_true(info_of(&c, victim, region, &vi));
     assert_int_equal(rstore_change_peer(c.nodes[l].rs, region, true, false, vi.peer_id,
                                         c.nodes[victim].store_id),
