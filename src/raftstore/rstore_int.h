@@ -310,8 +310,10 @@ typedef struct rstore_range {
 
 typedef struct rstore_tombstone {
     uint64_t region_id;
-    uint64_t peer_id;
+    uint64_t peer_id; /* the removed replica (0 when unknown after a restart) */
     uint64_t conf_ver, version;
+    uint64_t members[RAFT_MAX_MEMBERS]; /* peer ids of the region as the tombstone saw it */
+    size_t n_members;
 } rstore_tombstone;
 
 typedef struct rstore_meta {
@@ -329,8 +331,9 @@ void rstore__meta_remove(rstore_meta *m, uint64_t region_id);
  * 0. */
 uint64_t rstore__meta_overlap(const rstore_meta *m, tkv_slice start, tkv_slice end,
                               uint64_t except);
-void rstore__meta_add_tombstone(rstore_meta *m, uint64_t region_id, uint64_t peer_id,
-                                uint64_t conf_ver, uint64_t version);
+/* Records that this store's replica @peer_id of @region (the region as of the removal)
+ * was destroyed. */
+void rstore__meta_add_tombstone(rstore_meta *m, const Metapb__Region *region, uint64_t peer_id);
 const rstore_tombstone *rstore__meta_tombstone(const rstore_meta *m, uint64_t region_id);
 void rstore__meta_remove_tombstone(rstore_meta *m, uint64_t region_id);
 
