@@ -52,7 +52,8 @@ cleanup() {
         echo "playground: data kept in $DATA"
     fi
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap "cleanup; exit 0" INT TERM
 
 start() { # name logfile binary args...
     local name="$1" log="$2"
