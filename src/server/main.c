@@ -28,6 +28,7 @@
 #include "engine/engine.h"
 #include "pdc/pdc.h"
 #include "raftstore/raftstore.h"
+#include "server/main_int.h"
 #include "server/server.h"
 
 #define EXIT_START 1
@@ -44,6 +45,7 @@ typedef struct app {
     rstore *rs;
     stor_kv *seam;
     srv_node *node;
+    srv_store_gc *gc;
     char err[TKV_ERRMSG_LEN];
 } app;
 
@@ -184,8 +186,11 @@ static int start(app *a)
     }
     srv_admin_hooks hooks = {.impl = a->rs, .split_region = rstore_split_region};
     rc = srv_node_new(&a->cfg, a->seam, &hooks, &a->node, a->err);
-    if (rc == 0)
+    if (rc == 0) {
+        /* UnsafeDestroyRange deletes on the kv engine, below Raft, as TiKV's does. */
+        stor_set_destroy_range(srv_node_storage(a->node), stor_destroy_range_engine, a->kv);
         rc = rstore_register_service(a->rs, srv_node_rpc(a->node));
+    }
     if (rc == 0)
         rc = srv_node_start(a->node, a->err);
     if (rc != 0) {
@@ -203,6 +208,13 @@ static int start(app *a)
         die_start(a, "start raftstore");
         return rc;
     }
+    rc = srv_store_gc_start(srv_node_storage(a->node), a->rs, a->pd,
+                            a->cfg.gc.poll_safe_point_interval_ms, &a->gc);
+    if (rc != 0) {
+        snprintf(a->err, TKV_ERRMSG_LEN, "%s", tkv_strerror(rc));
+        die_start(a, "start the GC worker");
+        return rc;
+    }
     TKV_LOG_INFO("TiKV is ready to serve", TKV_LF_U64("store_id", rstore_store_id(a->rs)),
                  TKV_LF_STR("addr", addr), TKV_LF_STR("status_addr", status_addr));
     return 0;
@@ -213,6 +225,7 @@ static void stop(app *a)
 {
     if (a->node)
         srv_node_stop(a->node, 1000); /* new requests refused, calls in flight finish */
+    srv_store_gc_stop(a->gc);         /* its KvGC writes need raftstore */
     if (a->rs)
         rstore_stop(a->rs);
     pdc_close(a->pd); /* its heartbeat callbacks into raftstore end here */

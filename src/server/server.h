@@ -192,6 +192,13 @@ typedef struct srv_config_coprocessor {
     uint64_t region_max_keys;   /* region-max-keys, 1440000 */
 } srv_config_coprocessor;
 
+/* [gc] */
+typedef struct srv_config_gc {
+    /* poll-safe-point-interval, "10s": how often the GC worker asks PD for the GC safe point
+     * (tikv-c's key: TiKV polls every 10 s without a setting). */
+    uint64_t poll_safe_point_interval_ms;
+} srv_config_gc;
+
 /* [pd] */
 typedef struct srv_config_pd {
     tkv_cfg_strlist endpoints; /* endpoints, ["127.0.0.1:2379"] (--pd) */
@@ -221,6 +228,7 @@ typedef struct srv_config {
     srv_config_storage storage;
     srv_config_raftstore raftstore;
     srv_config_coprocessor coprocessor;
+    srv_config_gc gc;
     srv_config_pd pd;
     srv_config_security security;
     srv_config_log log;

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "base/clock.h"
+#include "base/keys.h"
 #include "storage/gc/gc.h"
 #include "storage/txn/txn_int.h"
 #include "txn_fixture.h"
@@ -928,6 +929,97 @@ static void test_delete_range_removes_all_versions_and_locks(void **state)
     fx_must_get(f, "a", 20, NULL);
 }
 
+static int failing_destroy(void *arg, tkv_slice start, tkv_slice end, char errmsg[TKV_ERRMSG_LEN])
+{
+    (void)arg;
+    (void)start;
+    (void)end;
+    snprintf(errmsg, TKV_ERRMSG_LEN, "disk on fire");
+    return TKV_EENGINE;
+}
+
+static void test_unsafe_destroy_range_acts_store_wide_through_the_hook(void **state)
+{
+    txn_fx *f = *state;
+    char long_value[300];
+    memset(long_value, 'v', sizeof(long_value) - 1);
+    long_value[sizeof(long_value) - 1] = 0;
+    put_committed(f, "a", "1", 10, 11);
+    put_committed(f, "b", long_value, 10, 11); /* in the default CF */
+    fx_must_prewrite_put(f, "c", "1", "c", 12);
+    put_committed(f, "d", "1", 10, 11);
+    stor_set_destroy_range(f->s, stor_destroy_range_engine, f->db);
+    /* Clients send it without a region: no region is checked. */
+    f->ctx.region_id = 999;
+    Kvrpcpb__UnsafeDestroyRangeRequest ud = KVRPCPB__UNSAFE_DESTROY_RANGE_REQUEST__INIT;
+    ud.start_key = fx_bin("b");
+    ud.end_key = fx_bin("d");
+    Kvrpcpb__UnsafeDestroyRangeResponse *u = fx_call(f, "UnsafeDestroyRange", &ud.base);
+    assert_null(u->region_error);
+    assert_true(u->error == NULL || u->error[0] == 0);
+    fx_free(u);
+    f->ctx.region_id = 1;
+    fx_must_get(f, "a", 20, "1");
+    fx_must_get(f, "b", 20, NULL);
+    fx_must_get(f, "c", 20, NULL); /* the lock went too */
+    fx_must_get(f, "d", 20, "1");
+    tkv_buf dkey;
+    tkv_buf_init(&dkey);
+    assert_int_equal(txn_key_encode(&dkey, tkv_slice_str("b")), 0);
+    assert_int_equal(txn_key_versioned(&dkey, tkv_buf_slice(&dkey), 10), 0);
+    tkv_buf zkey, val;
+    tkv_buf_init(&zkey);
+    tkv_buf_init(&val);
+    assert_int_equal(tkv_keys_data_key(&zkey, tkv_buf_slice(&dkey)), 0);
+    bool found = true;
+    assert_int_equal(eng_get(f->db, ENG_CF_DEFAULT, tkv_buf_slice(&zkey), &val, &found), 0);
+    assert_false(found);
+    tkv_buf_deinit(&dkey);
+    tkv_buf_deinit(&zkey);
+    tkv_buf_deinit(&val);
+    /* An empty end key destroys to the end of the key space. */
+    ud.start_key = fx_bin("a");
+    ud.end_key = fx_bin("");
+    u = fx_call(f, "UnsafeDestroyRange", &ud.base);
+    fx_free(u);
+    fx_must_get(f, "a", 20, NULL);
+    fx_must_get(f, "d", 20, NULL);
+    /* A failure is reported in the response's error string, as TiKV does. */
+    stor_set_destroy_range(f->s, failing_destroy, NULL);
+    u = fx_call(f, "UnsafeDestroyRange", &ud.base);
+    assert_non_null(u->error);
+    assert_non_null(strstr(u->error, "disk on fire"));
+    fx_free(u);
+}
+
+static void test_reverse_scan_without_start_key_reads_from_region_end(void **state)
+{
+    txn_fx *f = *state;
+    const char *keys[] = {"a", "b", "c", "d"};
+    for (size_t i = 0; i < TKV_ARRAY_LEN(keys); i++)
+        put_committed(f, keys[i], keys[i], 10, 11);
+    tkv_buf lo, hi;
+    tkv_buf_init(&lo);
+    tkv_buf_init(&hi);
+    assert_int_equal(txn_key_encode(&lo, tkv_slice_str("b")), 0);
+    assert_int_equal(txn_key_encode(&hi, tkv_slice_str("d")), 0);
+    assert_int_equal(stor_kv_local_set_range(f->kv, tkv_buf_slice(&lo), tkv_buf_slice(&hi)), 0);
+    /* start_key empty: from the region's end [b, d) down, as client-go sends it. */
+    Kvrpcpb__ScanResponse *r = scan(f, "", "", 10, 20, true, false);
+    assert_null(r->region_error);
+    assert_int_equal(r->n_pairs, 2);
+    assert_true(fx_bin_eq(r->pairs[0]->key, "c"));
+    assert_true(fx_bin_eq(r->pairs[1]->key, "b"));
+    fx_free(r);
+    /* With a lower bound inside the region. */
+    r = scan(f, "", "c", 10, 20, true, false);
+    assert_int_equal(r->n_pairs, 1);
+    assert_true(fx_bin_eq(r->pairs[0]->key, "c"));
+    fx_free(r);
+    tkv_buf_deinit(&lo);
+    tkv_buf_deinit(&hi);
+}
+
 static uint64_t write_versions(txn_fx *f, const char *key)
 {
     tkv_buf enc;
@@ -1330,6 +1422,8 @@ int main(void)
         T(test_pessimistic_lock_waits_and_wakes_on_release),
         T(test_deadlock_between_two_transactions_is_detected),
         T(test_delete_range_removes_all_versions_and_locks),
+        T(test_unsafe_destroy_range_acts_store_wide_through_the_hook),
+        T(test_reverse_scan_without_start_key_reads_from_region_end),
         T(test_gc_keeps_newest_version_at_safe_point),
         T(test_prewrite_under_allocation_failures_is_all_or_nothing),
         cmocka_unit_test(test_detector_finds_three_party_cycle_and_forgets_ended_waits),
