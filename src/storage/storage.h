@@ -78,6 +78,12 @@ typedef int (*stor_destroy_range_fn)(void *arg, tkv_slice start, tkv_slice end,
  * Thread: call before the storage serves requests. */
 void stor_set_destroy_range(stor *s, stor_destroy_range_fn fn, void *arg);
 
+/* Installs @d (a deadlock detector, storage/txn/lock_manager.h; owned by the storage from
+ * now on) in place of the per-store one: tikv-server's cluster-wide detector. Thread: call
+ * before the storage serves requests. */
+struct txn_detector;
+void stor_set_detector(stor *s, struct txn_detector *d);
+
 /* A stor_destroy_range_fn for a kv engine with TiKV's layout (@arg is the eng_db): range
  * deletions of the data keys ('z' + key) in the default, lock and write column families,
  * written with sync. Errors: engine errors (@errmsg has the engine's message), -ENOMEM. */

@@ -7,8 +7,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -748,5 +750,127 @@ func TestTxnDeleteRangeAndUnsafeDestroyRange(t *testing.T) {
 	}
 	if v := txnGet(t, c, key(prefix, 95)); string(v) != "v95" {
 		t.Fatalf("key outside the ranges: %q", v)
+	}
+}
+
+// moveLeader asks PD (HTTP API) to move the leader of regionID to storeID and waits for it.
+func moveLeader(t *testing.T, c *txnkv.Client, regionID, storeID uint64) {
+	t.Helper()
+	body := fmt.Sprintf(`{"name":"transfer-leader","region_id":%d,"to_store_id":%d}`, regionID, storeID)
+	waitUntil(t, 30*time.Second, "leader transfer", func() bool {
+		r, err := c.GetPDClient().GetRegionByID(context.Background(), regionID)
+		if err == nil && r != nil && r.Leader != nil && r.Leader.GetStoreId() == storeID {
+			return true
+		}
+		resp, err := http.Post("http://"+txnCluster(t).PD.Status+"/pd/api/v1/operators",
+			"application/json", strings.NewReader(body))
+		if err == nil {
+			resp.Body.Close()
+		}
+		return false
+	})
+}
+
+// leaderStore returns the store leading the region that holds k (through PD).
+func leaderStore(t *testing.T, c *txnkv.Client, k []byte) (regionID, storeID uint64) {
+	t.Helper()
+	loc, err := c.GetRegionCache().LocateKey(tikv.NewBackofferWithVars(context.Background(), 5000, nil), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.GetPDClient().GetRegionByID(context.Background(), loc.Region.GetID())
+	if err != nil || r == nil || r.Leader == nil {
+		t.Fatalf("region %d: %v", loc.Region.GetID(), err)
+	}
+	return loc.Region.GetID(), r.Leader.GetStoreId()
+}
+
+// Two pessimistic transactions lock k1 and k2, then each asks for the other's key. The two
+// waits happen on different stores (the regions' leaders are moved apart first), so only
+// the cluster-wide detector (TiKV's: on the leader of the region holding the empty key, fed
+// by every store over deadlock.Deadlock/Detect) can see the cycle: one of them is told
+// "deadlock" and rolls back, the other then gets its lock.
+func TestTxnDeadlockAcrossStoresIsDetected(t *testing.T) {
+	c := newTxnClient(t)
+	ctx := context.Background()
+	prefix := "compat/txn/deadlock/"
+	k1, k2 := key(prefix, 1), key(prefix, 2)
+	splitTxn(t, c, k2)
+	txnPut(t, c, k1, []byte("1"), k2, []byte("2"))
+	r1, s1 := leaderStore(t, c, k1)
+	r2, s2 := leaderStore(t, c, k2)
+	if s1 == s2 {
+		stores, err := c.GetPDClient().GetAllStores(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range stores {
+			if s.GetId() != s1 {
+				moveLeader(t, c, r2, s.GetId())
+				break
+			}
+		}
+	}
+	_, s2 = leaderStore(t, c, k2)
+	if s1 == s2 {
+		t.Fatalf("regions %d and %d still led by one store", r1, r2)
+	}
+	t.Logf("k1 led by store %d, k2 by store %d", s1, s2)
+
+	a, b := begin(t, c), begin(t, c)
+	a.SetPessimistic(true)
+	b.SetPessimistic(true)
+	if _, _, err := lockKeyLikeTiDB(ctx, c, a, k1); err != nil {
+		t.Fatalf("a locks k1: %v", err)
+	}
+	if _, _, err := lockKeyLikeTiDB(ctx, c, b, k2); err != nil {
+		t.Fatalf("b locks k2: %v", err)
+	}
+	type result struct {
+		who string
+		err error
+	}
+	done := make(chan result, 2)
+	go func() { _, _, err := lockKeyLikeTiDB(ctx, c, a, k2); done <- result{"a", err} }()
+	go func() { _, _, err := lockKeyLikeTiDB(ctx, c, b, k1); done <- result{"b", err} }()
+
+	var first result
+	select {
+	case first = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("neither transaction was told about the deadlock within 30s")
+	}
+	var dl *tikverr.ErrDeadlock
+	if !errors.As(first.err, &dl) {
+		t.Fatalf("%s: %v, want a deadlock error", first.who, first.err)
+	}
+	victim, winner := a, b
+	if first.who == "b" {
+		victim, winner = b, a
+	}
+	t.Logf("%s was told: %v", first.who, first.err)
+	if err := victim.Rollback(); err != nil {
+		t.Fatalf("rollback of the victim: %v", err)
+	}
+	var second result
+	select {
+	case second = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the other transaction did not get its lock after the victim rolled back")
+	}
+	if second.err != nil {
+		t.Fatalf("%s: %v", second.who, second.err)
+	}
+	if err := winner.Set(k1, []byte("w1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := winner.Set(k2, []byte("w2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := winner.Commit(ctx); err != nil {
+		t.Fatalf("winner commit: %v", err)
+	}
+	if v := txnGet(t, c, k1); string(v) != "w1" {
+		t.Fatalf("k1 = %q", v)
 	}
 }

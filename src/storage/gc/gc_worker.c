@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/metrics.h"
 #include "storage/gc/gc.h"
 #include "storage/txn/txn_int.h"
@@ -150,13 +151,7 @@ static void *worker_main(void *arg)
         if (w->stop)
             break;
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)(w->o.interval_ms / 1000);
-        ts.tv_nsec += (long)(w->o.interval_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        tkv_clock_mono_deadline(&ts, w->o.interval_ms);
         pthread_cond_timedwait(&w->cond, &w->mu, &ts);
     }
     pthread_mutex_unlock(&w->mu);

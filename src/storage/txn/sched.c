@@ -513,9 +513,12 @@ static void wake_up_released(txn_cmd *c)
         uint64_t ts = rel[i].lock_ts;
         uint64_t hashes[64];
         size_t k = 0;
-        while (i < n && rel[i].lock_ts == ts && k < TKV_ARRAY_LEN(hashes))
+        bool pessimistic = false;
+        while (i < n && rel[i].lock_ts == ts && k < TKV_ARRAY_LEN(hashes)) {
+            pessimistic |= rel[i].pessimistic_txn;
             hashes[k++] = rel[i++].key_hash;
-        txn_lock_mgr_wake_up(c->st->lm, ts, hashes, k, c->release_commit_ts);
+        }
+        txn_lock_mgr_wake_up(c->st->lm, ts, hashes, k, c->release_commit_ts, pessimistic);
     }
 }
 

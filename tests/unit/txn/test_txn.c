@@ -1191,6 +1191,42 @@ static void dl_cb(void *ud, txn_wait_outcome o, uint64_t commit_ts, uint64_t has
     d->hash = hash;
 }
 
+static uint64_t fake_now(void *arg)
+{
+    return *(uint64_t *)arg;
+}
+
+static void test_wait_graph_edges_expire_after_ttl(void **state)
+{
+    (void)state;
+    uint64_t now = 1000;
+    txn_wait_graph *g;
+    assert_int_equal(txn_wait_graph_new(100, fake_now, &now, &g), 0);
+    uint64_t dl = 0;
+    assert_false(txn_wait_graph_detect(g, 1, 2, 11, &dl));
+    now = 1050;
+    assert_false(txn_wait_graph_detect(g, 3, 4, 33, &dl));
+    txn_wait_edge e[4];
+    assert_int_equal(txn_wait_graph_edges(g, e, 4), 2);
+    assert_int_equal(e[0].txn_ts, 1);
+    assert_int_equal(e[0].since_ms, 1000);
+    /* Within the TTL the edge 1 -> 2 closes the cycle 2 -> 1. */
+    assert_true(txn_wait_graph_detect(g, 2, 1, 22, &dl));
+    assert_int_equal(dl, 11);
+    /* A store that crashed never cleans up: its edge ends with the TTL. */
+    now = 1101;
+    assert_false(txn_wait_graph_detect(g, 2, 1, 22, &dl));
+    assert_int_equal(txn_wait_graph_edges(g, e, 4), 2); /* 3 -> 4 and 2 -> 1 */
+    /* Refreshing an edge keeps it alive. */
+    now = 1140;
+    assert_false(txn_wait_graph_detect(g, 3, 4, 33, &dl));
+    now = 1200;
+    assert_int_equal(txn_wait_graph_edges(g, e, 4), 2);
+    txn_wait_graph_clear(g);
+    assert_int_equal(txn_wait_graph_edges(g, e, 4), 0);
+    txn_wait_graph_free(g);
+}
+
 static void test_detector_finds_three_party_cycle_and_forgets_ended_waits(void **state)
 {
     (void)state;
@@ -1214,7 +1250,7 @@ static void test_detector_finds_three_party_cycle_and_forgets_ended_waits(void *
     assert_int_equal(txn_lock_mgr_waiter_count(lm), 2);
     /* Txn 3 releases key 22: 2 is woken and its edge goes, so 3 may now wait for 1. */
     uint64_t h = 22;
-    txn_lock_mgr_wake_up(lm, 3, &h, 1, 77);
+    txn_lock_mgr_wake_up(lm, 3, &h, 1, 77, true);
     assert_int_equal(b.calls, 1);
     assert_int_equal(b.o, TXN_WAIT_WOKEN);
     assert_int_equal(txn_lock_mgr_wait_for(lm, 3, 1, 33, 60000, dl_cb, &c2), 0);
@@ -1427,6 +1463,7 @@ int main(void)
         T(test_gc_keeps_newest_version_at_safe_point),
         T(test_prewrite_under_allocation_failures_is_all_or_nothing),
         cmocka_unit_test(test_detector_finds_three_party_cycle_and_forgets_ended_waits),
+        cmocka_unit_test(test_wait_graph_edges_expire_after_ttl),
         T(test_rc_check_ts_reads_answer_write_conflict_on_locks),
         T(test_pessimistic_prewrite_without_lock_is_amended_or_refused),
         T(test_lock_only_if_exists_and_resolving_pessimistic_locks),
