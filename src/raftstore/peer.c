@@ -81,6 +81,7 @@ int rstore__peer_create(rstore *s, Metapb__Region *region, uint64_t peer_id, boo
         tkv_free(p);
         return rc;
     }
+    rstore__peer_note_tick(p, 1, tkv_clock_mono_ns()); /* Raft's tick count starts at 1 */
     uint64_t now = tkv_clock_mono_ms();
     p->next_pd_hb_ms = now + s->opts.pd_heartbeat_tick_ms / 4;
     p->next_gc_ms = now + s->opts.raft_log_gc_tick_ms;
@@ -378,6 +379,8 @@ void rstore__peer_transfer_leader(rstore_peer *p, uint64_t to_store_id)
     const Metapb__Peer *to = rstore__region_store_peer(p->region, to_store_id);
     if (to == NULL || to->id == p->peer_id || to->role == METAPB__PEER_ROLE__Learner)
         return;
+    /* The target campaigns as soon as it gets MsgTimeoutNow: no lease reads from here on. */
+    rstore__reader_invalidate(p->mb->reader);
     int rc = raft_node_transfer_leader(p->raft, to->id);
     tkv_series_inc(p->store->m.proposal_transfer_leader);
     TKV_LOG_INFO("transferring leader", TKV_LF_U64("region_id", p->region_id),
@@ -410,6 +413,7 @@ void rstore__peer_start_destroy(rstore_peer *p, bool keep_data)
         return;
     rstore *s = p->store;
     p->destroying = true;
+    rstore__reader_invalidate(p->mb->reader);
     TKV_LOG_INFO("destroying peer", TKV_LF_U64("region_id", p->region_id),
                  TKV_LF_U64("peer_id", p->peer_id), TKV_LF_BOOL("initialized", p->initialized));
     rstore__peer_fail_all(p, 0);
@@ -435,7 +439,11 @@ void rstore__peer_tick(rstore_peer *p, uint64_t now_ms)
 {
     if (p->destroying || p->pending_rd)
         return;
-    TKV_IGNORE(raft_node_tick(p->raft));
+    if (raft_node_tick(p->raft) == 0) {
+        raft_status st;
+        raft_node_status(p->raft, &st);
+        rstore__peer_note_tick(p, st.ticks, tkv_clock_mono_ns());
+    }
     p->ticks++;
     rstore__peer_expire_reads(p);
     if (!rstore__peer_is_leader(p))

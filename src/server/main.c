@@ -12,8 +12,9 @@
  * SIGTERM or SIGINT stops everything gracefully: new requests are refused, requests in
  * flight finish, threads are joined, engines closed.
  *
- * Exit codes: 0 after a graceful stop or --help, 1 when start-up fails (a message on
- * stderr and in the log), 2 for a bad command line or configuration.
+ * Exit codes: 0 after a graceful stop (also one requested while waiting for PD) or --help,
+ * 1 when start-up fails (a message on stderr and in the log), 2 for a bad command line or
+ * configuration.
  */
 #include <errno.h>
 #include <signal.h>
@@ -188,6 +189,10 @@ static int start(app *a)
         return rc;
     }
     rc = open_pd(a);
+    if (rc == TKV_ECLOSED) {
+        TKV_LOG_INFO("stopped while waiting for PD");
+        return rc;
+    }
     if (rc != 0) {
         die_start(a, "connect to PD");
         return rc;
@@ -293,7 +298,10 @@ int main(int argc, char **argv)
     TKV_LOG_INFO("Welcome to TiKV (tikv-c)", TKV_LF_STR("version", srv_version()),
                  TKV_LF_STR("git_hash", srv_git_hash()));
     int code = 0;
-    if (start(&a) != 0) {
+    int rc = start(&a);
+    if (rc == TKV_ECLOSED) {
+        code = 0; /* asked to stop before start-up finished */
+    } else if (rc != 0) {
         code = EXIT_START;
     } else {
         int sig = 0;
