@@ -1,7 +1,7 @@
 // Package bank is tikv-c's transactional torture test with real processes: one pd-server
 // and three tikv-servers (127.0.0.1, random ports, temporary directories, stopped by PID)
-// and eight client-go transaction clients moving money between 100 accounts while a store is
-// killed with SIGKILL and restarted every 15 seconds.
+// and eight client-go transaction clients (six optimistic, two pessimistic) moving money
+// between 100 accounts while a store is killed with SIGKILL and restarted every 15 seconds.
 //
 // What it checks (snapshot isolation plus durability):
 //   - every snapshot read of all accounts (point reads and scans) sees the original total;
@@ -13,6 +13,7 @@ package bank
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"os"
@@ -25,7 +26,9 @@ import (
 
 	"github.com/tikv-c/compat/cluster"
 	tikverr "github.com/tikv/client-go/v2/error"
+	"github.com/tikv/client-go/v2/kv"
 	"github.com/tikv/client-go/v2/txnkv"
+	"github.com/tikv/client-go/v2/txnkv/transaction"
 	pd "github.com/tikv/pd/client"
 )
 
@@ -33,6 +36,7 @@ const (
 	accounts       = 100
 	openingBalance = 1000
 	clients        = 8
+	pessimistic    = 2 // of the clients
 	killEvery      = 15 * time.Second
 	downTime       = 4 * time.Second
 	acctPrefix     = "bank/acct/"
@@ -96,8 +100,8 @@ func seconds(name string, def time.Duration) time.Duration {
 
 // stats counts what happened during the run.
 type stats struct {
-	acked, conflicts, undetermined, failed int64
-	pointReads, scanReads, readErrors      int64
+	acked, conflicts, deadlocks, undetermined, failed int64
+	pointReads, scanReads, readErrors                 int64
 }
 
 type bank struct {
@@ -169,9 +173,32 @@ func (b *bank) sumScan(c *txnkv.Client) (int, uint64, error) {
 	return sum, txn.StartTS(), nil
 }
 
+// readPessimistic locks both accounts (TiDB's SELECT ... FOR UPDATE: a fresh for_update_ts,
+// bounded lock waiting) and returns their latest values.
+func readPessimistic(ctx context.Context, c *txnkv.Client, txn *transaction.KVTxn, keys [][]byte) (map[string][]byte, error) {
+	txn.SetPessimistic(true)
+	forUpdateTS, err := c.GetTimestamp(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lockCtx := kv.NewLockCtx(forUpdateTS, 2000, time.Now())
+	lockCtx.InitReturnValues(len(keys))
+	if err := txn.LockKeys(ctx, lockCtx, keys...); err != nil {
+		return nil, err
+	}
+	vals := map[string][]byte{}
+	for k, v := range lockCtx.Values {
+		if v.Exists {
+			vals[k] = v.Value
+		}
+	}
+	return vals, nil
+}
+
 // transferOnce moves a random amount between two random accounts and records it in the
-// ledger, all in one optimistic transaction.
-func (b *bank) transferOnce(c *txnkv.Client, rng *rand.Rand) {
+// ledger, all in one transaction: optimistic (reads at start_ts, conflicts found at
+// prewrite) or pessimistic (locks first, then reads the latest values).
+func (b *bank) transferOnce(c *txnkv.Client, rng *rand.Rand, pessimistic bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	txn, err := c.Begin()
@@ -184,10 +211,22 @@ func (b *bank) transferOnce(c *txnkv.Client, rng *rand.Rand) {
 	if to >= from {
 		to++
 	}
-	vals, err := txn.BatchGet(ctx, [][]byte{acct(from), acct(to)})
+	var vals map[string][]byte
+	if pessimistic {
+		vals, err = readPessimistic(ctx, c, txn, [][]byte{acct(from), acct(to)})
+	} else {
+		vals, err = txn.BatchGet(ctx, [][]byte{acct(from), acct(to)})
+	}
 	if err != nil || len(vals) != 2 {
 		_ = txn.Rollback()
-		atomic.AddInt64(&b.st.failed, 1)
+		var dl *tikverr.ErrDeadlock
+		if errors.As(err, &dl) {
+			atomic.AddInt64(&b.st.deadlocks, 1)
+		} else if tikverr.IsErrWriteConflict(err) || errors.Is(err, tikverr.ErrLockWaitTimeout) {
+			atomic.AddInt64(&b.st.conflicts, 1)
+		} else {
+			atomic.AddInt64(&b.st.failed, 1)
+		}
 		return
 	}
 	fb, err1 := balance(vals[string(acct(from))])
@@ -328,7 +367,7 @@ func TestBankTransfersSurviveStoreKills(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			for n := 0; !b.stop.Load(); n++ {
-				b.transferOnce(cli, rng)
+				b.transferOnce(cli, rng, i < pessimistic)
 				if n%10 == 9 {
 					b.checkTotal(cli, i%2 == 0)
 				}
@@ -371,10 +410,10 @@ func TestBankTransfersSurviveStoreKills(t *testing.T) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	st := &b.st
-	t.Logf("%.0fs, %d kills: %d transfers acknowledged, %d write conflicts, %d undetermined, %d failed; "+
-		"%d point and %d scan snapshot reads of the total, %d read errors",
-		elapsed.Seconds(), kills, st.acked, st.conflicts, st.undetermined, st.failed,
-		st.pointReads, st.scanReads, st.readErrors)
+	t.Logf("%.0fs, %d kills: %d transfers acknowledged, %d write conflicts or lock wait timeouts, "+
+		"%d deadlocks, %d undetermined, %d failed; %d point and %d scan snapshot reads of the "+
+		"total, %d read errors", elapsed.Seconds(), kills, st.acked, st.conflicts, st.deadlocks,
+		st.undetermined, st.failed, st.pointReads, st.scanReads, st.readErrors)
 	if v := b.badRead.Load(); v != nil {
 		t.Fatalf("%s", v)
 	}
