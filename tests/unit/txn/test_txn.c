@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <cmocka.h>
 
@@ -1428,6 +1429,75 @@ static void test_assertions_are_checked_when_asked(void **state)
     fx_free(r);
 }
 
+/* A seam over the fixture's whose snapshots say a leader of term 7 served them, and which
+ * records the term each write asks for. */
+typedef struct term_kv {
+    stor_kv *inner;
+    uint64_t write_term;
+    int writes;
+} term_kv;
+
+typedef struct term_snap_call {
+    stor_snap_cb cb;
+    void *ud;
+} term_snap_call;
+
+static void term_on_snap(void *ud, int rc, Errorpb__Error *rerr, stor_snap *snap)
+{
+    term_snap_call c = *(term_snap_call *)ud;
+    free(ud);
+    if (snap != NULL)
+        snap->term = 7;
+    c.cb(c.ud, rc, rerr, snap);
+}
+
+static int term_snapshot(void *impl, const stor_ctx *ctx, stor_snap_cb cb, void *ud)
+{
+    term_kv *t = impl;
+    term_snap_call *c = malloc(sizeof(*c));
+    assert_non_null(c);
+    c->cb = cb;
+    c->ud = ud;
+    int rc = stor_kv_snapshot(t->inner, ctx, term_on_snap, c);
+    if (rc != 0)
+        free(c);
+    return rc;
+}
+
+static int term_write(void *impl, const stor_ctx *ctx, const stor_modify *mods, size_t n,
+                      stor_write_cb cb, void *ud)
+{
+    term_kv *t = impl;
+    t->write_term = ctx->term; /* commands run one at a time in this test */
+    t->writes++;
+    return stor_kv_write(t->inner, ctx, mods, n, cb, ud);
+}
+
+static const stor_kv_ops term_ops = {.write = term_write, .snapshot = term_snapshot};
+
+/* TiKV puts the term of the leader that served a command's snapshot into its write, so that a
+ * leader of a later term refuses a write computed on an older leadership's view. */
+static void test_writes_carry_the_term_of_their_snapshot(void **state)
+{
+    txn_fx *f = *state;
+    term_kv tk = {.inner = f->kv};
+    stor_kv wrapped = {.ops = &term_ops, .impl = &tk};
+    stor_free(f->s);
+    stor_opts o;
+    stor_opts_init(&o);
+    assert_int_equal(stor_new(&wrapped, &o, &f->s), 0);
+    f->ctx.term = 5; /* what the client believed: the snapshot's term wins */
+    fx_must_prewrite_put(f, "k", "v", "k", 10);
+    assert_int_equal(tk.writes, 1);
+    assert_int_equal(tk.write_term, 7);
+    fx_must_commit(f, "k", 10, 11);
+    assert_int_equal(tk.writes, 2);
+    assert_int_equal(tk.write_term, 7);
+    fx_must_get(f, "k", 12, "v");
+    stor_free(f->s); /* before the wrapper goes out of scope */
+    f->s = NULL;
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1469,6 +1539,7 @@ int main(void)
         T(test_lock_only_if_exists_and_resolving_pessimistic_locks),
         T(test_gc_worker_collects_in_background),
         T(test_assertions_are_checked_when_asked),
+        T(test_writes_carry_the_term_of_their_snapshot),
     };
     g_rocks = false;
     int rc = cmocka_run_group_tests_name("txn on eng_mem", tests, NULL, NULL);
