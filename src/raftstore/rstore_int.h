@@ -175,6 +175,8 @@ typedef struct rstore_apply_res {
 typedef struct rstore_snap_gen {
     raft_snapshot snap; /* owned; data = packed RaftSnapshotData */
     int rc;             /* nonzero: generation failed (the peer asks again later) */
+    uint64_t version;   /* region epoch the snapshot carries */
+    uint64_t conf_ver;
 } rstore_snap_gen;
 
 typedef struct rstore_query {
@@ -428,7 +430,9 @@ typedef struct rstore_peer_storage {
     size_t cache_bytes;
     /* Snapshot generation. */
     bool gen_pending;
-    raft_snapshot gen; /* metadata.index 0: none */
+    raft_snapshot gen;     /* metadata.index 0: none */
+    uint64_t gen_version;  /* region epoch in gen: a snapshot older than the region's */
+    uint64_t gen_conf_ver; /* epoch is not reused (its range may overlap split regions) */
 } rstore_peer_storage;
 
 void rstore__ps_init(rstore_peer_storage *ps, struct rstore *s, struct rstore_peer *peer,

@@ -160,6 +160,8 @@ static void gen_snap(rstore *s, rstore_task *t)
         g->snap.metadata.index = t->a;
         g->snap.metadata.term = t->b;
         rstore__region_conf_state(t->region, &g->snap.metadata.conf_state);
+        g->version = t->region->region_epoch->version;
+        g->conf_ver = t->region->region_epoch->conf_ver;
         size_t len;
         g->snap.data = tkv_buf_steal(&data, &len);
         g->snap.data_len = len;

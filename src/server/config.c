@@ -132,6 +132,9 @@ const tkv_cfg_field srv_config_fields[] = {
     F("coprocessor.region-split-keys", U64, coprocessor.region_split_keys, NULL, NULL),
     F("coprocessor.region-max-keys", U64, coprocessor.region_max_keys, NULL, NULL),
 
+    F("gc.poll-safe-point-interval", DURATION, gc.poll_safe_point_interval_ms, "\"10s\"",
+      check_positive_u64),
+
     F("pd.endpoints", STRLIST, pd.endpoints, "[\"127.0.0.1:2379\"]", NULL),
 
     F("security.ca-path", STR, security.ca_path, "\"\"", NULL),

@@ -29,6 +29,7 @@
 #include "engine/engine.h"
 #include "pdc/pdc.h"
 #include "raftstore/raftstore.h"
+#include "server/main_int.h"
 #include "server/server.h"
 
 #define EXIT_START 1
@@ -45,6 +46,9 @@ typedef struct app {
     rstore *rs;
     stor_kv *seam;
     srv_node *node;
+    srv_store_gc *gc;
+    srv_detector_source detector_src;
+    bool detector_src_ready;
     char err[TKV_ERRMSG_LEN];
 } app;
 
@@ -156,6 +160,26 @@ static void with_port(const char *addr, int port, char *out, size_t cap)
         snprintf(out, cap, "%s", addr);
 }
 
+/* Replaces the per-store deadlock detector with the cluster-wide one (TiKV's: it runs on the
+ * store leading the region with the empty key; the others send it their wait-for edges). */
+static int start_detector(app *a)
+{
+    srv_detector_source_init(&a->detector_src, a->rs, a->pd);
+    a->detector_src_ready = true;
+    srv_deadlock_opts o = {.leader = srv_detector_leader, .ud = &a->detector_src};
+    rpc_server_opts ro;
+    rpc_tls tls;
+    srv_config_rpc_opts(&a->cfg, &ro, &tls);
+    o.tls = ro.tls; /* the peer TLS of the gRPC server, for the Detect streams */
+    struct txn_detector *det;
+    int rc = srv_deadlock_new(srv_node_rpc(a->node), &o, &det);
+    if (rc == 0)
+        stor_set_detector(srv_node_storage(a->node), det);
+    else
+        snprintf(a->err, TKV_ERRMSG_LEN, "deadlock detector: %s", tkv_strerror(rc));
+    return rc;
+}
+
 static int start(app *a)
 {
     char snap_dir[1024];
@@ -189,8 +213,13 @@ static int start(app *a)
     }
     srv_admin_hooks hooks = {.impl = a->rs, .split_region = rstore_split_region};
     rc = srv_node_new(&a->cfg, a->seam, &hooks, &a->node, a->err);
-    if (rc == 0)
+    if (rc == 0) {
+        /* UnsafeDestroyRange deletes on the kv engine, below Raft, as TiKV's does. */
+        stor_set_destroy_range(srv_node_storage(a->node), stor_destroy_range_engine, a->kv);
         rc = rstore_register_service(a->rs, srv_node_rpc(a->node));
+    }
+    if (rc == 0)
+        rc = start_detector(a);
     if (rc == 0)
         rc = srv_node_start(a->node, a->err);
     if (rc != 0) {
@@ -208,6 +237,13 @@ static int start(app *a)
         die_start(a, "start raftstore");
         return rc;
     }
+    rc = srv_store_gc_start(srv_node_storage(a->node), a->rs, a->pd,
+                            a->cfg.gc.poll_safe_point_interval_ms, &a->gc);
+    if (rc != 0) {
+        snprintf(a->err, TKV_ERRMSG_LEN, "%s", tkv_strerror(rc));
+        die_start(a, "start the GC worker");
+        return rc;
+    }
     TKV_LOG_INFO("TiKV is ready to serve", TKV_LF_U64("store_id", rstore_store_id(a->rs)),
                  TKV_LF_STR("addr", addr), TKV_LF_STR("status_addr", status_addr));
     return 0;
@@ -218,10 +254,15 @@ static void stop(app *a)
 {
     if (a->node)
         srv_node_stop(a->node, 1000); /* new requests refused, calls in flight finish */
+    srv_store_gc_stop(a->gc);         /* its KvGC writes need raftstore */
+    if (a->detector_src_ready)
+        srv_detector_source_close(&a->detector_src); /* it asks raftstore and PD */
     if (a->rs)
         rstore_stop(a->rs);
-    pdc_close(a->pd); /* its heartbeat callbacks into raftstore end here */
-    srv_node_free(a->node);
+    pdc_close(a->pd);       /* its heartbeat callbacks into raftstore end here */
+    srv_node_free(a->node); /* the deadlock detector goes with the storage */
+    if (a->detector_src_ready)
+        srv_detector_source_deinit(&a->detector_src);
     stor_kv_free(a->seam);
     rstore_free(a->rs);
     eng_close(a->kv);

@@ -106,6 +106,45 @@ void srv_service_free(srv_service *svc);
  * (NUL included) to @out. */
 void srv_method_label(const char *name, char *out, size_t cap);
 
+/* ---- the cluster-wide deadlock detector --------------------------------------------------- */
+
+/* TiKV runs one deadlock detector per cluster, on the store that leads the region holding
+ * the empty key; every store sends the wait-for edges of its pessimistic lock waiters there
+ * over the deadlock.Deadlock/Detect stream, and the detector answers the edges that close a
+ * cycle. srv_deadlock is that detector for one store, behind storage's txn_detector
+ * interface: while this store leads, edges go into its own wait-for graph (remote stores'
+ * too, through the Detect service registered here); otherwise they go to the leader's
+ * stream and deadlocks come back on it. While the leader is unknown or unreachable, edges
+ * are dropped and waits end by their timeout (TiKV does the same). */
+
+/* Who runs the detector. */
+typedef struct srv_deadlock_leader {
+    bool known;     /* false: nobody known (edges are dropped) */
+    bool local;     /* this store */
+    char addr[128]; /* the leader's gRPC address when remote */
+} srv_deadlock_leader;
+
+/* Fills @out with the current detector leader. Called on the detector's own thread; may block
+ * (PD calls). */
+typedef void (*srv_deadlock_leader_fn)(void *ud, srv_deadlock_leader *out);
+
+typedef struct srv_deadlock_opts {
+    srv_deadlock_leader_fn leader; /* required */
+    void *ud;
+    uint64_t refresh_ms;   /* how often the leader is asked again (default 1000) */
+    const rpc_tls *tls;    /* client TLS for Detect streams (NULL: plaintext; read only by
+                            * srv_deadlock_new) */
+    uint64_t graph_ttl_ms; /* edge lifetime in the graph (default TiKV's 3 s) */
+} srv_deadlock_opts;
+
+/* Creates the detector, registers /deadlock.Deadlock/Detect and GetWaitForEntries on @rs (not
+ * started yet), and starts its thread. *@out is the detector to install with
+ * stor_set_detector (the storage owns it: freeing it stops the thread and closes the
+ * streams); @rs must be shut down before the storage is freed. Errors: -EINVAL, -ENOMEM,
+ * -errno, rpc registration errors. */
+TKV_MUST_USE int srv_deadlock_new(rpc_server *rs, const srv_deadlock_opts *o,
+                                  struct txn_detector **out);
+
 /* ---- the status server ------------------------------------------------------------------ */
 
 typedef struct srv_status srv_status;
@@ -192,6 +231,13 @@ typedef struct srv_config_coprocessor {
     uint64_t region_max_keys;   /* region-max-keys, 1440000 */
 } srv_config_coprocessor;
 
+/* [gc] */
+typedef struct srv_config_gc {
+    /* poll-safe-point-interval, "10s": how often the GC worker asks PD for the GC safe point
+     * (tikv-c's key: TiKV polls every 10 s without a setting). */
+    uint64_t poll_safe_point_interval_ms;
+} srv_config_gc;
+
 /* [pd] */
 typedef struct srv_config_pd {
     tkv_cfg_strlist endpoints; /* endpoints, ["127.0.0.1:2379"] (--pd) */
@@ -221,6 +267,7 @@ typedef struct srv_config {
     srv_config_storage storage;
     srv_config_raftstore raftstore;
     srv_config_coprocessor coprocessor;
+    srv_config_gc gc;
     srv_config_pd pd;
     srv_config_security security;
     srv_config_log log;

@@ -33,8 +33,10 @@ static const char usage_text[] =
     "                                       transactional key with --txn), or region ID\n"
     "  store [ID]                           one store, or all of them\n"
     "  cluster                              PD members, stores and the region count\n"
-    "  bench raw-put|raw-get [--concurrency N] [--seconds S] [--value-size B] [--keys N]\n"
-    "                                       closed-loop load (16-byte keys): ops/s, latency\n"
+    "  bench raw-put|raw-get|txn-put|txn-transfer [--concurrency N] [--seconds S]\n"
+    "        [--value-size B] [--keys N]    closed-loop load (16-byte keys): ops/s, latency;\n"
+    "                                       txn-put commits one-key transactions, txn-transfer\n"
+    "                                       4-key transfers between --keys accounts\n"
     "\n"
     "options:\n"
     "  --pd ADDR[,ADDR]   PD endpoints (host:port or http://host:port)\n"
@@ -664,7 +666,7 @@ int main(int argc, char **argv)
     if (!known)
         return usage_error("unknown command '%s'", cmd);
     if (strcmp(cmd, "bench") == 0 && o.n_pos != 2)
-        return usage_error("%s: give raw-put or raw-get", "bench");
+        return usage_error("%s: give raw-put, raw-get, txn-put or txn-transfer", "bench");
     tikvc_client *c = NULL;
     rc = ctl_connect(&o, &c);
     if (rc != CTL_OK)

@@ -290,8 +290,8 @@ func (c *Cluster) dumpLogs() {
 	}
 }
 
-// Close stops every process by PID and removes the data unless the test failed
-// (then the logs are printed and the directory kept for inspection).
+// Close stops every process by PID and removes the data unless the test failed (then the
+// logs are printed and the directory kept for inspection) or TKV_KEEP_CLUSTER is set.
 func (c *Cluster) Close() {
 	for _, p := range c.Stores {
 		p.Stop(false)
@@ -302,6 +302,10 @@ func (c *Cluster) Close() {
 	if c.t.Failed() {
 		c.dumpLogs()
 		c.t.Logf("cluster data kept in %s", c.Dir)
+		return
+	}
+	if os.Getenv("TKV_KEEP_CLUSTER") != "" {
+		c.t.Logf("cluster data kept in %s (TKV_KEEP_CLUSTER)", c.Dir)
 		return
 	}
 	_ = os.RemoveAll(c.Dir)

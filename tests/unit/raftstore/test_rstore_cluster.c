@@ -418,6 +418,29 @@ static void on_split(void *ud, int rc, Errorpb__Error *rerr, const Metapb__Regio
     pthread_mutex_unlock(&w->mu);
 }
 
+/* Splits @region at @k through its leader and returns the new (left) region's id. */
+static uint64_t split_at(cluster *c, uint64_t region, const char *k)
+{
+    int l = leader_of(c, region);
+    assert_true(l >= 0);
+    split_wait w = {.done = false};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    stor_ctx ctx = rs_ctx(region);
+    tkv_slice key = tkv_slice_str(k);
+    assert_int_equal(rstore_split_region(c->nodes[l].rs, &ctx, &key, 1, true, on_split, &w), 0);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    assert_int_equal(w.rc, 0);
+    assert_int_equal(w.n, 2);
+    assert_int_equal(w.ids[1], region); /* the parent keeps the right part (right_derive) */
+    return w.ids[0];
+}
+
 static void test_split_makes_two_served_regions(void **state)
 {
     (void)state;
@@ -426,21 +449,7 @@ static void test_split_makes_two_served_regions(void **state)
     uint64_t region = three_replicas(&c);
     put_ok(&c, region, "a", "left");
     put_ok(&c, region, "z", "right");
-    int l = leader_of(&c, region);
-    split_wait w = {.done = false};
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    stor_ctx ctx = rs_ctx(region);
-    tkv_slice key = tkv_slice_str("m");
-    assert_int_equal(rstore_split_region(c.nodes[l].rs, &ctx, &key, 1, true, on_split, &w), 0);
-    pthread_mutex_lock(&w.mu);
-    while (!w.done)
-        pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
-    assert_int_equal(w.rc, 0);
-    assert_int_equal(w.n, 2);
-    uint64_t left = w.ids[0], right = w.ids[1];
-    assert_int_equal(right, region); /* the parent keeps the right part (right_derive) */
+    uint64_t left = split_at(&c, region, "m"), right = region;
     put_ok(&c, left, "b", "L");
     put_ok(&c, right, "y", "R");
     for (int n = 0; n < 3; n++) {
@@ -460,8 +469,31 @@ static void test_split_makes_two_served_regions(void **state)
     assert_non_null(r.rerr);
     assert_true(r.rerr->key_not_in_region != NULL || r.rerr->not_leader != NULL);
     rs_result_deinit(&r);
-    pthread_mutex_destroy(&w.mu);
-    pthread_cond_destroy(&w.cv);
+    cluster_stop(&c);
+}
+
+/* The leader keeps the snapshot it generated for one new peer; after a split that snapshot
+ * still covers the split-off range. A peer added later on a store that already holds the
+ * split-off region would drop it as overlapping, again and again: the leader must generate
+ * a new one with the current epoch instead. */
+static void test_snapshot_made_before_split_is_not_reused(void **state)
+{
+    (void)state;
+    cluster c;
+    cluster_start(&c, 3);
+    uint64_t region = first_region(&c);
+    probe pr = {.c = &c, .region = region};
+    assert_true(rs_wait_for(has_leader, &pr, 10000));
+    put_ok(&c, region, "a", "left");
+    put_ok(&c, region, "z", "right");
+    add_voter(&c, region, 1, 1001, 2); /* the leader generates (and keeps) a snapshot */
+    uint64_t left = split_at(&c, region, "m");
+    add_voter(&c, left, 2, 2001, 3); /* node 2 now holds the left range */
+    add_voter(&c, region, 2, 2002, 3);
+    get_probe g = {&c, 2, region, "z", "right"};
+    assert_true(rs_wait_for(get_matches, &g, 10000));
+    get_probe g2 = {&c, 2, left, "a", "left"};
+    assert_true(rs_wait_for(get_matches, &g2, 10000));
     cluster_stop(&c);
 }
 
@@ -474,6 +506,7 @@ int main(void)
         cmocka_unit_test(test_removed_peer_is_destroyed),
         cmocka_unit_test(test_replica_removed_while_down_destroys_itself),
         cmocka_unit_test(test_split_makes_two_served_regions),
+        cmocka_unit_test(test_snapshot_made_before_split_is_not_reused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
