@@ -431,11 +431,16 @@ TKV_MUST_USE int rpc_unary_async(rpc_channel *ch, const char *method, tkv_slice 
  * never overlap for one stream.
  *   on_message: each response message, in order (bytes borrowed for the callback).
  *   on_done:    once, last, with the final status (after every message was delivered).
- * Either callback may call rpc_stream_free for its own stream; no callback follows then. */
+ *   on_sent:    optional: a queued message (or the half-close) was handed to the transport,
+ *               so the sending side can take more. A caller that keeps one message queued at
+ *               a time and gathers what comes meanwhile into the next one batches like
+ *               client-go's BatchCommands sender.
+ * Any callback may call rpc_stream_free for its own stream; no callback follows then. */
 typedef struct rpc_stream_cbs {
     void (*on_message)(rpc_stream *s, tkv_slice msg, void *ud);
     void (*on_done)(rpc_stream *s, const rpc_status *st, void *ud);
     void *ud;
+    void (*on_sent)(rpc_stream *s, void *ud);
 } rpc_stream_cbs;
 
 /* Opens a stream to @method (any streaming type; for a server-streaming method send one

@@ -351,11 +351,8 @@ static void on_async_done(rpc__tag *t, bool ok)
     a->cb(&st, have ? rpc__slice(msg) : tkv_slice_of(NULL, 0), a->ud);
     if (have)
         grpc_slice_unref(msg);
-    grpc_byte_buffer_destroy(a->send);
-    if (a->recv != NULL)
-        grpc_byte_buffer_destroy(a->recv);
-    call_status_deinit(&a->cs);
-    grpc_call_unref(a->call);
+    /* Leave the in-flight list before the call goes away: rpc_client_free cancels what is on
+     * it, and cancelling a destroyed call crashes inside gRPC. */
     rpc_client *c = a->cl;
     pthread_mutex_lock(&c->mu);
     if (a->prev != NULL)
@@ -364,10 +361,17 @@ static void on_async_done(rpc__tag *t, bool ok)
         c->asyncs = a->next;
     if (a->next != NULL)
         a->next->prev = a->prev;
+    pthread_mutex_unlock(&c->mu);
+    grpc_byte_buffer_destroy(a->send);
+    if (a->recv != NULL)
+        grpc_byte_buffer_destroy(a->recv);
+    call_status_deinit(&a->cs);
+    grpc_call_unref(a->call);
+    tkv_free(a);
+    pthread_mutex_lock(&c->mu);
     c->n_asyncs--;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
-    tkv_free(a);
 }
 
 int rpc_unary_async(rpc_channel *ch, const char *method, tkv_slice req, int64_t timeout_ms,
@@ -580,6 +584,16 @@ static void on_stream_send(rpc__tag *t, bool ok)
     rpc__sendq_done(&s->sq, ok);
     if (rpc__sendq_kick(&s->sq, s->call, &s->t_send))
         s->ops++;
+    /* The send batch still counts in s->ops, so the stream cannot finish under the callback. */
+    if (ok && s->cb_mode && s->cbs.on_sent != NULL && !s->user_freed) {
+        s->in_cb = true;
+        pthread_mutex_unlock(&s->mu);
+        tls_cb_stream = s;
+        s->cbs.on_sent(s, s->cbs.ud);
+        tls_cb_stream = NULL;
+        pthread_mutex_lock(&s->mu);
+        s->in_cb = false;
+    }
     s->ops--;
     pthread_cond_broadcast(&s->cv);
     stream_settle(s);

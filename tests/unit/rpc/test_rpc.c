@@ -357,6 +357,79 @@ static void test_bidi_stream_carries_10000_messages_in_order(void **state)
     fix_stop(&f, 1000);
 }
 
+/* Sends the next numbered message each time the previous one was handed to the transport,
+ * so exactly one is ever queued (the BatchCommands sender's pattern). */
+typedef struct paced {
+    bidi_client b;
+    rpc_stream *s;
+    uint64_t sent;
+    uint64_t n;
+    int on_sent_calls;
+} paced;
+
+static void paced_on_sent(rpc_stream *s, void *ud)
+{
+    paced *p = ud;
+    pthread_mutex_lock(&p->b.mu);
+    p->on_sent_calls++;
+    uint64_t next = p->sent < p->n ? p->sent++ : UINT64_MAX;
+    pthread_mutex_unlock(&p->b.mu);
+    if (next == UINT64_MAX)
+        return;
+    uint8_t m[8];
+    fix_put_u64(m, next);
+    TKV_IGNORE(rpc_stream_send(s, tkv_slice_of(m, 8)));
+    if (next + 1 == p->n)
+        TKV_IGNORE(rpc_stream_close_send(s));
+}
+
+static void paced_on_message(rpc_stream *s, tkv_slice msg, void *ud)
+{
+    bidi_on_message(s, msg, &((paced *)ud)->b);
+}
+
+static void paced_on_done(rpc_stream *s, const rpc_status *st, void *ud)
+{
+    bidi_on_done(s, st, &((paced *)ud)->b);
+}
+
+static void test_on_sent_paces_a_stream_one_message_at_a_time(void **state)
+{
+    (void)state;
+    fixture f;
+    fix_start(&f, NULL);
+    rpc_client *c = new_client(NULL, 0);
+    paced p = {.n = 500};
+    assert_int_equal(pthread_mutex_init(&p.b.mu, NULL), 0);
+    assert_int_equal(pthread_cond_init(&p.b.cv, NULL), 0);
+    rpc_stream_cbs cbs = {.on_message = paced_on_message,
+                          .on_done = paced_on_done,
+                          .on_sent = paced_on_sent,
+                          .ud = &p};
+    assert_int_equal(rpc_stream_open(chan(c, &f, 0), "/test.Svc/Bidi", 0, &cbs, &p.s), 0);
+    uint8_t m[8];
+    pthread_mutex_lock(&p.b.mu);
+    fix_put_u64(m, p.sent++);
+    pthread_mutex_unlock(&p.b.mu);
+    assert_int_equal(rpc_stream_send(p.s, tkv_slice_of(m, 8)), 0);
+    struct timespec dl = fix_abs_deadline(60000);
+    pthread_mutex_lock(&p.b.mu);
+    while (!p.b.done && pthread_cond_timedwait(&p.b.cv, &p.b.mu, &dl) == 0) {
+    }
+    assert_true(p.b.done);
+    assert_int_equal(p.b.st.code, RPC_OK);
+    assert_int_equal(p.b.next, p.n);
+    assert_int_equal(p.b.out_of_order, 0);
+    /* One call per message handed over, plus one for the half-close. */
+    assert_int_equal(p.on_sent_calls, (int)p.n + 1);
+    pthread_mutex_unlock(&p.b.mu);
+    rpc_stream_free(p.s);
+    pthread_cond_destroy(&p.b.cv);
+    pthread_mutex_destroy(&p.b.mu);
+    rpc_client_free(c);
+    fix_stop(&f, 1000);
+}
+
 static void test_client_streaming_sums_and_server_streaming_reads_in_order(void **state)
 {
     (void)state;
@@ -997,6 +1070,7 @@ int main(void)
         cmocka_unit_test(test_oversize_message_is_rejected_with_resource_exhausted),
         cmocka_unit_test(test_default_limits_accept_a_large_message),
         cmocka_unit_test(test_bidi_stream_carries_10000_messages_in_order),
+        cmocka_unit_test(test_on_sent_paces_a_stream_one_message_at_a_time),
         cmocka_unit_test(test_client_streaming_sums_and_server_streaming_reads_in_order),
         cmocka_unit_test(test_streams_can_be_freed_from_their_own_callbacks),
         cmocka_unit_test(test_idle_stream_survives_frequent_client_pings),
