@@ -12,6 +12,7 @@
 
 #include "base/cfg.h"
 #include "base/cfg_int.h"
+#include "base/codec.h"
 
 /* ---- the parser ------------------------------------------------------------------------ */
 
@@ -295,17 +296,6 @@ static int buf_add(parser *p, const void *src, size_t n)
     return tkv_buf_append(&p->buf, src, n) == 0 ? 0 : oom(p);
 }
 
-static int hex_value(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Parses one escape sequence at the backslash into p->buf. */
 static int parse_escape(parser *p, bool multi)
 {
@@ -326,7 +316,7 @@ static int parse_escape(parser *p, bool multi)
         int digits = c == 'u' ? 4 : 8;
         uint32_t cp = 0;
         for (int i = 1; i <= digits; i++) {
-            int h = hex_value(peek_at(p, p->pos + (size_t)i));
+            int h = tkv_codec_hex_digit(peek_at(p, p->pos + (size_t)i));
             if (h < 0)
                 return fail(p, at, "escape \\%c needs %d hex digits", c, digits);
             cp = (cp << 4) | (uint32_t)h;
@@ -508,7 +498,7 @@ static bool digits_ok(const char *s, size_t n, int radix)
             prev_digit = false;
             continue;
         }
-        int h = hex_value((uint8_t)s[i]);
+        int h = tkv_codec_hex_digit((uint8_t)s[i]);
         if (h < 0 || h >= radix)
             return false;
         prev_digit = true;
@@ -523,7 +513,7 @@ static bool digits_value(const char *s, size_t n, int radix, uint64_t limit, uin
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '_')
             continue;
-        uint64_t d = (uint64_t)hex_value((uint8_t)s[i]);
+        uint64_t d = (uint64_t)tkv_codec_hex_digit((uint8_t)s[i]);
         if (v > (limit - d) / (uint64_t)radix)
             return false;
         v = v * (uint64_t)radix + d;

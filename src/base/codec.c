@@ -268,3 +268,14 @@ int tkv_codec_decode_compact_bytes(tkv_slice *in, tkv_slice *raw)
     in->len -= (size_t)n;
     return 0;
 }
+
+int tkv_codec_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

@@ -82,4 +82,7 @@ TKV_MUST_USE int tkv_codec_encode_compact_bytes(tkv_buf *out, tkv_slice raw);
  * Errors: TKV_ECORRUPT (negative or oversized length). */
 TKV_MUST_USE int tkv_codec_decode_compact_bytes(tkv_slice *in, tkv_slice *raw);
 
+/* Returns the value of the hex digit @c (0-9, a-f, A-F), or -1. */
+int tkv_codec_hex_digit(int c);
+
 #endif /* TKV_CODEC_H */

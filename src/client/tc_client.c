@@ -200,6 +200,7 @@ void tikvc_opts_init(tikvc_opts *o)
     o->grpc_threads = 2;
     o->txn_lock_ttl_ms = 3000;
     o->scan_batch = 10240;
+    o->log_level = TKV_LOG_WARN;
 }
 
 /* Splits the comma-separated endpoint list into @eps (pointers into @buf). */
@@ -259,6 +260,8 @@ int tikvc_open(const tikvc_opts *o, tikvc_client **out)
 #undef DEFAULT_IF_ZERO
     if (c->opts.busy_backoff_cap_ms < c->opts.busy_backoff_base_ms)
         c->opts.busy_backoff_cap_ms = c->opts.busy_backoff_base_ms;
+    if (o->log_level >= TKV_LOG_TRACE && o->log_level <= TKV_LOG_OFF)
+        tkv_log_set_level((tkv_log_level)o->log_level);
     c->opts.pd_endpoints = NULL;
     c->opts.ca_path = c->opts.cert_path = c->opts.key_path = NULL;
     TKV_ASSERT(pthread_rwlock_init(&c->send_lk, NULL) == 0);

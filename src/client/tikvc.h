@@ -149,6 +149,9 @@ typedef struct tikvc_opts {
     int txn_lock_ttl_ms;
     /* Most pairs one scan request asks a store for (default 10240). */
     int scan_batch;
+    /* The library's log lines at this level and above go to stderr: 0 trace, 1 debug,
+     * 2 info, 3 warn (default), 4 error, 6 off. A process-wide setting. */
+    int log_level;
 } tikvc_opts;
 
 /* Fills @o with the defaults (pd_endpoints NULL). */

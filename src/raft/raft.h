@@ -491,6 +491,26 @@ uint64_t raft_node_leader(const raft_node *n);
 /* Returns the node's current term. */
 uint64_t raft_node_term(const raft_node *n);
 
+/* The leader's view of one member's replication (etcd Progress), for raftstore's log
+ * compaction (the index every member has) and its pending-peer report to PD. */
+typedef enum raft_progress_state {
+    RAFT_PROGRESS_PROBE = 0,     /* finding the match point, one append at a time */
+    RAFT_PROGRESS_REPLICATE = 1, /* streaming appends */
+    RAFT_PROGRESS_SNAPSHOT = 2,  /* waiting for a snapshot to be installed */
+} raft_progress_state;
+
+typedef struct raft_progress_info {
+    uint64_t id;
+    bool is_learner;
+    uint64_t match; /* highest index known to be in the member's log */
+    uint64_t next;  /* next index to send */
+    raft_progress_state state;
+} raft_progress_info;
+
+/* Fills @out[0..n) with the progress of every member (the leader included) and returns n
+ * (at most RAFT_MAX_MEMBERS), or 0 when this node is not the leader. */
+size_t raft_node_progress(const raft_node *n, raft_progress_info out[RAFT_MAX_MEMBERS]);
+
 /* Leader lease (Raft thesis 6.4.1), what raftstore needs to serve reads without a log write.
  * A leader stamps each heartbeat with its tick count; followers echo the stamp. The quorum
  * acknowledgement tick is the newest stamp that a quorum of voters (the leader counting as

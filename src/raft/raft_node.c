@@ -487,6 +487,21 @@ uint64_t raft_node_term(const raft_node *r)
     return r->term;
 }
 
+size_t raft_node_progress(const raft_node *r, raft_progress_info out[RAFT_MAX_MEMBERS])
+{
+    if (r->state != RAFT_STATE_LEADER)
+        return 0;
+    for (size_t i = 0; i < r->trk.n; i++) {
+        const raft__progress *pr = &r->trk.prs[i];
+        out[i].id = pr->id;
+        out[i].is_learner = pr->is_learner;
+        out[i].match = pr->match;
+        out[i].next = pr->next;
+        out[i].state = (raft_progress_state)pr->state;
+    }
+    return r->trk.n;
+}
+
 uint64_t raft_node_quorum_ack_tick(const raft_node *r)
 {
     if (r->state != RAFT_STATE_LEADER)

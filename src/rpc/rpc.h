@@ -319,8 +319,9 @@ TKV_MUST_USE int rpc_call_reply_msg(rpc_call *call, const ProtobufCMessage *msg)
 bool rpc_call_is_cancelled(const rpc_call *call);
 
 /* Returns why a cancelled call was cancelled: RPC_DEADLINE_EXCEEDED when its deadline had
- * passed, else RPC_CANCELLED; RPC_OK when it is not cancelled. (gRPC core reports only
- * "cancelled" to servers; the deadline comparison is ours.) */
+ * passed (or was less than 100 ms away: the client's clock started the deadline before the
+ * call reached the server), else RPC_CANCELLED; RPC_OK when it is not cancelled. (gRPC core
+ * reports only "cancelled" to servers; the deadline comparison is ours.) */
 rpc_code rpc_call_cancel_code(const rpc_call *call);
 
 /* Returns the milliseconds left before the client's deadline (<= 0 once passed), or

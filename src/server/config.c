@@ -116,6 +116,12 @@ const tkv_cfg_field srv_config_fields[] = {
       "\"1m\"", check_positive_u64),
     F("raftstore.pd-store-heartbeat-tick-interval", DURATION,
       raftstore.pd_store_heartbeat_tick_interval_ms, "\"10s\"", check_positive_u64),
+    F("raftstore.raft-log-gc-tick-interval", DURATION, raftstore.raft_log_gc_tick_interval_ms,
+      "\"3s\"", check_positive_u64),
+    /* 0 (unset) derives TiKV's default from the split size. */
+    F("raftstore.raft-log-gc-size-limit", SIZE, raftstore.raft_log_gc_size_limit, NULL, NULL),
+    F("raftstore.max-peer-down-duration", DURATION, raftstore.max_peer_down_duration_ms, "\"10m\"",
+      check_positive_u64),
     F("raftstore.sync-log", BOOL, raftstore.sync_log, "true", NULL),
     F("raftstore.hibernate-regions", BOOL, raftstore.hibernate_regions, "false", NULL),
 
@@ -180,6 +186,8 @@ static int derive(srv_config *c)
     srv_config_raftstore *rs = &c->raftstore;
     if (rs->raft_log_gc_count_limit == 0)
         rs->raft_log_gc_count_limit = cp->region_split_size * 3 / 4 / 1024;
+    if (rs->raft_log_gc_size_limit == 0)
+        rs->raft_log_gc_size_limit = cp->region_split_size * 3 / 4;
     if (rs->region_split_check_diff == 0)
         rs->region_split_check_diff = cp->region_split_size / 16;
     /* The deprecated top-level keys win when set (TiKV's compatible_adjust). */

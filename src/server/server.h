@@ -177,6 +177,9 @@ typedef struct srv_config_raftstore {
     uint64_t split_region_check_tick_interval_ms; /* split-region-check-tick-interval, "10s" */
     uint64_t pd_heartbeat_tick_interval_ms;       /* pd-heartbeat-tick-interval, "1m" */
     uint64_t pd_store_heartbeat_tick_interval_ms; /* pd-store-heartbeat-tick-interval, "10s" */
+    uint64_t raft_log_gc_tick_interval_ms;        /* raft-log-gc-tick-interval, "3s" */
+    uint64_t raft_log_gc_size_limit;              /* raft-log-gc-size-limit, split size * 3/4 */
+    uint64_t max_peer_down_duration_ms;           /* max-peer-down-duration, "10m" */
     bool sync_log;                                /* sync-log, true: acknowledge after fsync */
     bool hibernate_regions;                       /* hibernate-regions, false here (TiKV: true) */
 } srv_config_raftstore;

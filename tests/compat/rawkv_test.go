@@ -20,6 +20,12 @@ import (
 const tikvConfig = `
 [storage]
 enable-ttl = true
+
+[raftstore]
+raft-base-tick-interval = "100ms"
+pd-heartbeat-tick-interval = "1s"
+pd-store-heartbeat-tick-interval = "1s"
+split-region-check-tick-interval = "1s"
 `
 
 var shared *cluster.Cluster

@@ -1,6 +1,7 @@
 /*
  * test_base.c: errors, allocator fault hook, buffers, PRNG, codecs, keys and log format.
  */
+#include <ctype.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -272,6 +273,21 @@ static void test_u64_encodings_keep_order(void **state)
     assert_int_equal(tkv_codec_decode_u64(&shortin, &v), TKV_ECORRUPT);
 }
 
+static void test_hex_digits_decode_both_cases_and_reject_others(void **state)
+{
+    (void)state;
+    const char *digits = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        assert_int_equal(tkv_codec_hex_digit(digits[i]), i);
+        assert_int_equal(tkv_codec_hex_digit(toupper((unsigned char)digits[i])), i);
+    }
+    assert_int_equal(tkv_codec_hex_digit('g'), -1);
+    assert_int_equal(tkv_codec_hex_digit('/'), -1);
+    assert_int_equal(tkv_codec_hex_digit(':'), -1);
+    assert_int_equal(tkv_codec_hex_digit('@'), -1);
+    assert_int_equal(tkv_codec_hex_digit(0), -1);
+}
+
 static void test_varint_round_trips_and_rejects_overflow(void **state)
 {
     (void)state;
@@ -438,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_encode_bytes_round_trips_and_keeps_order),
         cmocka_unit_test(test_decode_bytes_rejects_malformed_input),
         cmocka_unit_test(test_u64_encodings_keep_order),
+        cmocka_unit_test(test_hex_digits_decode_both_cases_and_reject_others),
         cmocka_unit_test(test_varint_round_trips_and_rejects_overflow),
         cmocka_unit_test(test_compact_bytes_round_trip_and_bounds),
         cmocka_unit_test(test_keys_layout_matches_tikv),

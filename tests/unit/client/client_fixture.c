@@ -25,8 +25,7 @@ void fx_opts(fx *f, tikvc_opts *o)
     o->rpc_timeout_ms = 5000;
 }
 
-void fx_start(fx *f, int n_stores, bool txn, const char *const *splits, size_t n_splits,
-              const tikvc_opts *o)
+void fx_start_cluster(fx *f, int n_stores, bool txn, const char *const *splits, size_t n_splits)
 {
     memset(f, 0, sizeof(*f));
     f->txn = txn;
@@ -56,6 +55,12 @@ void fx_start(fx *f, int n_stores, bool txn, const char *const *splits, size_t n
         tkv_buf_deinit(&s);
         tkv_buf_deinit(&e);
     }
+}
+
+void fx_start(fx *f, int n_stores, bool txn, const char *const *splits, size_t n_splits,
+              const tikvc_opts *o)
+{
+    fx_start_cluster(f, n_stores, txn, splits, n_splits);
     tikvc_opts d;
     if (o == NULL) {
         fx_opts(f, &d);
@@ -70,6 +75,7 @@ void fx_start(fx *f, int n_stores, bool txn, const char *const *splits, size_t n
 void fx_stop(fx *f)
 {
     tikvc_close(f->c);
+    f->c = NULL;
     fake_cluster_stop(&f->fc);
     fake_pd_stop(&f->pd);
 }

@@ -23,6 +23,8 @@ typedef struct fx {
 void fx_start(fx *f, int n_stores, bool txn, const char *const *splits, size_t n_splits,
               const tikvc_opts *o);
 void fx_stop(fx *f);
+/* fx_start without the client (f->c stays NULL). */
+void fx_start_cluster(fx *f, int n_stores, bool txn, const char *const *splits, size_t n_splits);
 
 /* Fills @o with test defaults: backoff budget 5 s, busy backoff 10..40 ms. */
 void fx_opts(fx *f, tikvc_opts *o);

@@ -34,6 +34,34 @@ static void test_leader_replicates_and_commits_on_majority(void **state)
     tn_free(net);
 }
 
+/* The leader reports each member's match index; followers report nothing. */
+static void test_progress_reports_match_of_every_member(void **state)
+{
+    (void)state;
+    tn_net *net = tn_new(3, NULL, NULL);
+    tn_campaign(net, 1);
+    tn_isolate(net, 3, true);
+    assert_int_equal(tn_propose(net, 1, "x"), 0);
+    raft_status st;
+    raft_node_status(tn_r(net, 1), &st);
+    raft_progress_info pr[RAFT_MAX_MEMBERS];
+    assert_int_equal(raft_node_progress(tn_r(net, 2), pr), 0);
+    size_t n = raft_node_progress(tn_r(net, 1), pr);
+    assert_int_equal(n, 3);
+    bool seen[4] = {false};
+    for (size_t i = 0; i < n; i++) {
+        assert_true(pr[i].id >= 1 && pr[i].id <= 3);
+        seen[pr[i].id] = true;
+        assert_false(pr[i].is_learner);
+        if (pr[i].id == 3)
+            assert_true(pr[i].match < st.last_index);
+        else
+            assert_int_equal(pr[i].match, st.last_index);
+    }
+    assert_true(seen[1] && seen[2] && seen[3]);
+    tn_free(net);
+}
+
 /* A proposal on a follower is forwarded to the leader. */
 static void test_follower_forwards_proposal_to_leader(void **state)
 {
@@ -421,6 +449,7 @@ int raft_test_replication_group(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_leader_replicates_and_commits_on_majority),
+        cmocka_unit_test(test_progress_reports_match_of_every_member),
         cmocka_unit_test(test_follower_forwards_proposal_to_leader),
         cmocka_unit_test(test_figure8_earlier_term_entry_not_committed_by_counting),
         cmocka_unit_test(test_figure8_earlier_entry_commits_with_current_term_entry),

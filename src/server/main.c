@@ -1,0 +1,269 @@
+/*
+ * main.c: tikv-server, the composition of one storage node.
+ *
+ *     tikv-server --pd 127.0.0.1:2379 --addr 127.0.0.1:20160 --status-addr 127.0.0.1:20180 \
+ *                 --data-dir /data/tikv [--config tikv.toml]
+ *
+ * Start-up: configuration (TiKV's keys and flags) and logging; the kv engine (data-dir/db)
+ * and the raft engine (data-dir/raft); the PD client (retried until PD answers); raftstore
+ * (store ident, bootstrap or join, persisted regions); storage over raftstore's kv seam; the
+ * gRPC server with the tikvpb.Tikv service and the raft transport; raftstore's threads and
+ * PutStore with the advertised address (--advertise-addr, else --addr); the status server.
+ * SIGTERM or SIGINT stops everything gracefully: new requests are refused, requests in
+ * flight finish, threads are joined, engines closed.
+ *
+ * Exit codes: 0 after a graceful stop or --help, 1 when start-up fails (a message on
+ * stderr and in the log), 2 for a bad command line or configuration.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "engine/engine.h"
+#include "pdc/pdc.h"
+#include "raftstore/raftstore.h"
+#include "server/server.h"
+
+#define EXIT_START 1
+#define EXIT_USAGE 2
+
+/* How long start-up waits for PD before giving up. */
+#define PD_WAIT_MS (5 * 60 * 1000)
+
+typedef struct app {
+    srv_config cfg;
+    sigset_t sigs;
+    eng_db *kv, *raft;
+    pdc_client *pd;
+    rstore *rs;
+    stor_kv *seam;
+    srv_node *node;
+    char err[TKV_ERRMSG_LEN];
+} app;
+
+static void die_start(app *a, const char *what)
+{
+    fprintf(stderr, "tikv-server: %s: %s\n", what, a->err);
+    TKV_LOG_FATAL("start-up failed", TKV_LF_STR("what", what), TKV_LF_STR("cause", a->err));
+}
+
+/* Returns whether a stop signal is pending (without waiting). */
+static bool stop_requested(app *a)
+{
+    struct timespec zero = {0, 0};
+    return sigtimedwait(&a->sigs, NULL, &zero) > 0;
+}
+
+static int make_dir(const char *path, char *err)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST)
+        return 0;
+    int rc = -errno;
+    snprintf(err, TKV_ERRMSG_LEN, "create %s: %s", path, tkv_strerror(rc));
+    return rc;
+}
+
+static int open_engines(app *a)
+{
+    const char *dir = a->cfg.storage.data_dir;
+    char path[1024];
+    int rc = make_dir(dir, a->err);
+    if (rc != 0)
+        return rc;
+    eng_options o;
+    eng_options_init(&o);
+    o.name = "kv";
+    snprintf(path, sizeof(path), "%s/db", dir);
+    rc = eng_rocks_open(path, &o, &a->kv, a->err);
+    if (rc != 0)
+        return rc;
+    eng_options_init(&o);
+    o.name = "raft";
+    o.block_cache_bytes = 16u << 20;
+    snprintf(path, sizeof(path), "%s/raft", dir);
+    return eng_rocks_open(path, &o, &a->raft, a->err);
+}
+
+static int open_pd(app *a)
+{
+    const tkv_cfg_strlist *eps = &a->cfg.pd.endpoints;
+    pdc_opts o;
+    pdc_opts_init(&o);
+    o.endpoints = (const char *const *)eps->items;
+    o.n_endpoints = eps->len;
+    uint64_t deadline = tkv_clock_mono_ms() + PD_WAIT_MS;
+    for (int attempt = 0;; attempt++) {
+        int rc = pdc_open(&o, &a->pd);
+        if (rc == 0)
+            return 0;
+        snprintf(a->err, TKV_ERRMSG_LEN, "%s", pdc_errmsg(NULL));
+        if (rc == TKV_ECONFIG || rc == -EINVAL || tkv_clock_mono_ms() > deadline)
+            return rc;
+        if (attempt % 10 == 0)
+            TKV_LOG_WARN("PD is not reachable yet, retrying", TKV_LF_STR("cause", a->err));
+        if (stop_requested(a))
+            return TKV_ECLOSED;
+        tkv_sleep_ms(500);
+    }
+}
+
+static void raftstore_opts(const app *a, rstore_opts *o, const char *snap_dir)
+{
+    const srv_config_raftstore *r = &a->cfg.raftstore;
+    const srv_config_coprocessor *c = &a->cfg.coprocessor;
+    rstore_opts_init(o);
+    o->kv = a->kv;
+    o->raft = a->raft;
+    o->snap_dir = snap_dir;
+    o->data_dir = a->cfg.storage.data_dir;
+    o->pd = a->pd;
+    o->raft_base_tick_ms = r->raft_base_tick_interval_ms;
+    o->raft_heartbeat_ticks = (int)r->raft_heartbeat_ticks;
+    o->raft_election_timeout_ticks = (int)r->raft_election_timeout_ticks;
+    o->raft_entry_max_size = r->raft_entry_max_size;
+    o->sync_log = r->sync_log;
+    o->raft_log_gc_tick_ms = r->raft_log_gc_tick_interval_ms;
+    o->raft_log_gc_threshold = r->raft_log_gc_threshold;
+    o->raft_log_gc_count_limit = r->raft_log_gc_count_limit;
+    o->raft_log_gc_size_limit = r->raft_log_gc_size_limit;
+    o->split_check_tick_ms = r->split_region_check_tick_interval_ms;
+    o->region_split_check_diff = r->region_split_check_diff;
+    o->region_split_size = c->region_split_size;
+    o->region_max_size = c->region_max_size;
+    o->region_split_keys = c->region_split_keys;
+    o->region_max_keys = c->region_max_keys;
+    o->pd_heartbeat_tick_ms = r->pd_heartbeat_tick_interval_ms;
+    o->pd_store_heartbeat_tick_ms = r->pd_store_heartbeat_tick_interval_ms;
+    o->max_peer_down_ms = r->max_peer_down_duration_ms;
+    o->capacity_bytes = r->capacity_bytes;
+    o->version = srv_version();
+}
+
+/* Returns "host:port" with @port replacing a 0 port in @addr. */
+static void with_port(const char *addr, int port, char *out, size_t cap)
+{
+    const char *colon = strrchr(addr, ':');
+    if (colon && strcmp(colon + 1, "0") == 0)
+        snprintf(out, cap, "%.*s:%d", (int)(colon - addr), addr, port);
+    else
+        snprintf(out, cap, "%s", addr);
+}
+
+static int start(app *a)
+{
+    char snap_dir[1024];
+    int rc = open_engines(a);
+    if (rc != 0) {
+        die_start(a, "open engines");
+        return rc;
+    }
+    rc = open_pd(a);
+    if (rc != 0) {
+        die_start(a, "connect to PD");
+        return rc;
+    }
+    snprintf(snap_dir, sizeof(snap_dir), "%s/snap", a->cfg.storage.data_dir);
+    rstore_opts ro;
+    raftstore_opts(a, &ro, snap_dir);
+    rc = rstore_open(&ro, &a->rs, a->err);
+    if (rc != 0) {
+        die_start(a, "open raftstore");
+        return rc;
+    }
+    rc = rstore_kv_new(a->rs, &a->seam);
+    if (rc != 0) {
+        snprintf(a->err, TKV_ERRMSG_LEN, "%s", tkv_strerror(rc));
+        die_start(a, "create the kv seam");
+        return rc;
+    }
+    srv_admin_hooks hooks = {.impl = a->rs, .split_region = rstore_split_region};
+    rc = srv_node_new(&a->cfg, a->seam, &hooks, &a->node, a->err);
+    if (rc == 0)
+        rc = rstore_register_service(a->rs, srv_node_rpc(a->node));
+    if (rc == 0)
+        rc = srv_node_start(a->node, a->err);
+    if (rc != 0) {
+        die_start(a, "start the gRPC and status servers");
+        return rc;
+    }
+    char addr[256], status_addr[256];
+    const srv_config_server *sv = &a->cfg.server;
+    with_port(sv->advertise_addr[0] ? sv->advertise_addr : sv->addr, srv_node_port(a->node), addr,
+              sizeof(addr));
+    with_port(sv->advertise_status_addr[0] ? sv->advertise_status_addr : sv->status_addr,
+              srv_node_status_port(a->node), status_addr, sizeof(status_addr));
+    rc = rstore_start(a->rs, addr, status_addr, a->err);
+    if (rc != 0) {
+        die_start(a, "start raftstore");
+        return rc;
+    }
+    TKV_LOG_INFO("TiKV is ready to serve", TKV_LF_U64("store_id", rstore_store_id(a->rs)),
+                 TKV_LF_STR("addr", addr), TKV_LF_STR("status_addr", status_addr));
+    return 0;
+}
+
+/* Stops what start() started, in dependency order. */
+static void stop(app *a)
+{
+    if (a->node)
+        srv_node_stop(a->node, 5000); /* new requests refused, calls in flight finish */
+    if (a->rs)
+        rstore_stop(a->rs);
+    pdc_close(a->pd); /* its heartbeat callbacks into raftstore end here */
+    srv_node_free(a->node);
+    stor_kv_free(a->seam);
+    rstore_free(a->rs);
+    eng_close(a->kv);
+    eng_close(a->raft);
+}
+
+int main(int argc, char **argv)
+{
+    app a;
+    memset(&a, 0, sizeof(a));
+    bool help = false;
+    if (srv_config_from_args(&a.cfg, argc, argv, &help, NULL, NULL, a.err) != 0) {
+        fprintf(stderr, "tikv-server: %s\n", a.err);
+        return EXIT_USAGE;
+    }
+    if (help) {
+        srv_config_usage(stdout, argv[0]);
+        return 0;
+    }
+    if (srv_config_apply_log(&a.cfg, a.err) != 0) {
+        fprintf(stderr, "tikv-server: %s\n", a.err);
+        srv_config_free(&a.cfg);
+        return EXIT_USAGE;
+    }
+    /* Stop signals are taken synchronously by the main thread; every thread started from
+     * here on inherits the blocked mask. */
+    sigemptyset(&a.sigs);
+    sigaddset(&a.sigs, SIGTERM);
+    sigaddset(&a.sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &a.sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    rpc_init();
+    TKV_LOG_INFO("Welcome to TiKV (tikv-c)", TKV_LF_STR("version", srv_version()),
+                 TKV_LF_STR("git_hash", srv_git_hash()));
+    int code = 0;
+    if (start(&a) != 0) {
+        code = EXIT_START;
+    } else {
+        int sig = 0;
+        sigwait(&a.sigs, &sig);
+        TKV_LOG_INFO("stopping on signal", TKV_LF_I64("signal", sig));
+    }
+    stop(&a);
+    rpc_shutdown();
+    TKV_LOG_INFO("tikv-server stopped", TKV_LF_I64("exit_code", code));
+    srv_config_free(&a.cfg);
+    tkv_metrics_reset();
+    tkv_log_close();
+    return code;
+}

@@ -1,0 +1,452 @@
+/*
+ * test_rstore_cluster.c: several stores in one process, each with its own in-memory engines,
+ * gRPC server (raft transport) and PD client, against the fake PD: bootstrap and join,
+ * replication to added peers, a leader's store stopping and restarting, a lagging replica
+ * caught up by a snapshot after log compaction, peer removal, and splits.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "base/clock.h"
+#include "base/metrics.h"
+#include "rs_testutil.h"
+#include "unit/pdc/fake_pd.h"
+
+#define MAX_NODES 4
+
+typedef struct node {
+    eng_db *kv, *raft;
+    char dir[256];
+    pdc_client *pd;
+    rpc_server *srv;
+    rstore *rs;
+    stor_kv *seam;
+    int port;
+    bool up;
+    uint64_t store_id;
+} node;
+
+typedef struct cluster {
+    fake_pd pd;
+    node nodes[MAX_NODES];
+    int n;
+} cluster;
+
+static void node_start(cluster *c, int i)
+{
+    node *nd = &c->nodes[i];
+    const char *eps[] = {c->pd.addr[0]};
+    pdc_opts po;
+    pdc_opts_init(&po);
+    po.endpoints = eps;
+    po.n_endpoints = 1;
+    assert_int_equal(pdc_open(&po, &nd->pd), 0);
+    rstore_opts o;
+    rstore_opts_init(&o);
+    o.kv = nd->kv;
+    o.raft = nd->raft;
+    o.snap_dir = nd->dir;
+    o.pd = nd->pd;
+    o.raft_base_tick_ms = 20;
+    o.raft_log_gc_tick_ms = 100000; /* compaction only when the test asks */
+    o.pd_heartbeat_tick_ms = 200;
+    o.pd_store_heartbeat_tick_ms = 500;
+    char err[TKV_ERRMSG_LEN];
+    int rc = rstore_open(&o, &nd->rs, err);
+    if (rc != 0)
+        fprintf(stderr, "# rstore_open: %s\n", err);
+    assert_int_equal(rc, 0);
+    rpc_server_opts so;
+    rpc_server_opts_init(&so);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", nd->port);
+    so.addr = addr;
+    so.cq_threads = 1;
+    assert_int_equal(rpc_server_new(&so, &nd->srv), 0);
+    assert_int_equal(rstore_register_service(nd->rs, nd->srv), 0);
+    assert_int_equal(rpc_server_start(nd->srv), 0);
+    nd->port = rpc_server_port(nd->srv);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", nd->port);
+    rc = rstore_start(nd->rs, addr, NULL, err);
+    if (rc != 0)
+        fprintf(stderr, "# rstore_start: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(rstore_kv_new(nd->rs, &nd->seam), 0);
+    nd->store_id = rstore_store_id(nd->rs);
+    nd->up = true;
+}
+
+static void node_stop(cluster *c, int i)
+{
+    node *nd = &c->nodes[i];
+    if (!nd->up)
+        return;
+    rstore_stop(nd->rs);
+    rpc_server_shutdown(nd->srv, 0);
+    stor_kv_free(nd->seam);
+    pdc_close(nd->pd);
+    rstore_free(nd->rs);
+    rpc_server_free(nd->srv);
+    nd->rs = NULL;
+    nd->up = false;
+}
+
+static void cluster_start(cluster *c, int n)
+{
+    memset(c, 0, sizeof(*c));
+    rpc_init();
+    fake_pd_start(&c->pd, 1, 4242);
+    c->n = n;
+    for (int i = 0; i < n; i++) {
+        node *nd = &c->nodes[i];
+        assert_int_equal(eng_mem_open(NULL, &nd->kv), 0);
+        assert_int_equal(eng_mem_open(NULL, &nd->raft), 0);
+        rs_tmpdir(nd->dir, sizeof(nd->dir));
+        node_start(c, i);
+    }
+}
+
+static void cluster_stop(cluster *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        node_stop(c, i);
+        eng_close(c->nodes[i].kv);
+        eng_close(c->nodes[i].raft);
+        rs_rmtree(c->nodes[i].dir);
+    }
+    fake_pd_stop(&c->pd);
+    rpc_shutdown();
+    tkv_metrics_reset();
+}
+
+/* ---- conditions ------------------------------------------------------------------------ */
+
+typedef struct probe {
+    cluster *c;
+    int node;
+    uint64_t region;
+    uint64_t want;
+    size_t peers;
+} probe;
+
+static bool info_of(cluster *c, int i, uint64_t region, rstore_region_info *info)
+{
+    if (!c->nodes[i].up)
+        return false;
+    return rstore_region_info_get(c->nodes[i].rs, region, 2000, info) == 0 && info->found;
+}
+
+/* Returns the index of the node leading @region, or -1. */
+static int leader_of(cluster *c, uint64_t region)
+{
+    for (int i = 0; i < c->n; i++) {
+        rstore_region_info info;
+        if (info_of(c, i, region, &info) && info.is_leader)
+            return i;
+    }
+    return -1;
+}
+
+static bool has_leader(void *arg)
+{
+    probe *p = arg;
+    return leader_of(p->c, p->region) >= 0;
+}
+
+static bool replica_has_peers(void *arg)
+{
+    probe *p = arg;
+    rstore_region_info info;
+    return info_of(p->c, p->node, p->region, &info) && info.initialized && info.n_peers == p->peers;
+}
+
+static bool replica_gone(void *arg)
+{
+    probe *p = arg;
+    rstore_region_info info;
+    return !info_of(p->c, p->node, p->region, &info);
+}
+
+static uint64_t first_region(cluster *c)
+{
+    uint64_t ids[4];
+    size_t n = rstore_region_ids(c->nodes[0].rs, ids, 4);
+    assert_int_equal(n, 1);
+    return ids[0];
+}
+
+/* Writes through the region's leader, following NotLeader answers. */
+static void put_ok(cluster *c, uint64_t region, const char *k, const char *v)
+{
+    probe pr = {.c = c, .region = region};
+    for (int attempt = 0; attempt < 50; attempt++) {
+        assert_true(rs_wait_for(has_leader, &pr, 10000));
+        int l = leader_of(c, region);
+        if (l < 0)
+            continue;
+        stor_ctx ctx = rs_ctx(region);
+        rs_result r;
+        assert_int_equal(rs_put(c->nodes[l].seam, &ctx, k, v, &r), 0);
+        bool ok = r.rc == 0 && r.rerr == NULL;
+        rs_result_deinit(&r);
+        if (ok)
+            return;
+    }
+    fail_msg("put %s never succeeded", k);
+}
+
+/* Reads @k on node @i (replica read unless it leads) and compares. */
+static bool get_on(cluster *c, int i, uint64_t region, const char *k, const char *v)
+{
+    stor_ctx ctx = rs_ctx(region);
+    ctx.replica_read = true;
+    rs_result r;
+    if (rs_get(c->nodes[i].seam, &ctx, k, &r) != 0)
+        return false;
+    bool ok =
+        r.rc == 0 && r.rerr == NULL &&
+        (v == NULL ? !r.found
+                   : r.found && r.value.len == strlen(v) && !memcmp(r.value.data, v, r.value.len));
+    rs_result_deinit(&r);
+    return ok;
+}
+
+typedef struct get_probe {
+    cluster *c;
+    int node;
+    uint64_t region;
+    const char *key;
+    const char *value;
+} get_probe;
+
+static bool get_matches(void *arg)
+{
+    get_probe *g = arg;
+    return get_on(g->c, g->node, g->region, g->key, g->value);
+}
+
+/* Adds a voter on node @i to @region (through its leader) and waits for the replica. */
+static void add_voter(cluster *c, uint64_t region, int i, uint64_t peer_id, size_t want_peers)
+{
+    probe pr = {.c = c, .region = region, .node = i, .peers = want_peers};
+    for (int attempt = 0; attempt < 20 && !replica_has_peers(&pr); attempt++) {
+        assert_true(rs_wait_for(has_leader, &pr, 10000));
+        int l = leader_of(c, region);
+        if (l >= 0)
+            assert_int_equal(rstore_change_peer(c->nodes[l].rs, region, false, false, peer_id,
+                                                c->nodes[i].store_id),
+                             0);
+        rs_wait_for(replica_has_peers, &pr, 3000);
+    }
+    assert_true(replica_has_peers(&pr));
+}
+
+static uint64_t three_replicas(cluster *c)
+{
+    uint64_t region = first_region(c);
+    probe pr = {.c = c, .region = region};
+    assert_true(rs_wait_for(has_leader, &pr, 10000));
+    add_voter(c, region, 1, 1001, 2);
+    add_voter(c, region, 2, 1002, 3);
+    return region;
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+static void test_stores_bootstrap_join_and_replicate(void **state)
+{
+    (void)state;
+    cluster c;
+    cluster_start(&c, 3);
+    assert_true(c.nodes[0].store_id != c.nodes[1].store_id);
+    uint64_t region = three_replicas(&c);
+    char k[32], v[32];
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof(k), "key%03d", i);
+        snprintf(v, sizeof(v), "val%d", i);
+        put_ok(&c, region, k, v);
+    }
+    for (int n = 0; n < 3; n++) {
+        get_probe g = {&c, n, region, "key049", "val49"};
+        assert_true(rs_wait_for(get_matches, &g, 5000));
+        assert_true(get_on(&c, n, region, "key000", "val0"));
+    }
+    cluster_stop(&c);
+}
+
+static void test_leader_store_stops_and_restarts(void **state)
+{
+    (void)state;
+    cluster c;
+    cluster_start(&c, 3);
+    uint64_t region = three_replicas(&c);
+    put_ok(&c, region, "before", "1");
+    int l = leader_of(&c, region);
+    assert_true(l >= 0);
+    node_stop(&c, l);
+    put_ok(&c, region, "after", "2"); /* a new leader among the other two */
+    int l2 = leader_of(&c, region);
+    assert_true(l2 >= 0 && l2 != l);
+    node_start(&c, l);
+    get_probe g = {&c, l, region, "after", "2"};
+    assert_true(rs_wait_for(get_matches, &g, 10000));
+    assert_true(get_on(&c, l, region, "before", "1"));
+    cluster_stop(&c);
+}
+
+static void test_lagging_replica_catches_up_by_snapshot(void **state)
+{
+    (void)state;
+    cluster c;
+    cluster_start(&c, 3);
+    uint64_t region = three_replicas(&c);
+    put_ok(&c, region, "k0", "v0");
+    int l = leader_of(&c, region);
+    int down = (l + 1) % 3;
+    node_stop(&c, down);
+    char k[32];
+    for (int i = 1; i <= 100; i++) {
+        snprintf(k, sizeof(k), "k%d", i);
+        put_ok(&c, region, k, "x");
+    }
+    l = leader_of(&c, region);
+    assert_true(l >= 0);
+    assert_int_equal(rstore_compact_log(c.nodes[l].rs, region, true), 0);
+    rstore_region_info li;
+    assert_true(info_of(&c, l, region, &li));
+    for (int t = 0; t < 200 && li.first_index <= li.applied_index - 1; t++) {
+        tkv_sleep_ms(10); /* waiting for the compaction to apply, bounded */
+        assert_true(info_of(&c, l, region, &li));
+    }
+    assert_true(li.first_index > 50);
+    node_start(&c, down);
+    get_probe g = {&c, down, region, "k100", "x"};
+    assert_true(rs_wait_for(get_matches, &g, 15000));
+    assert_true(get_on(&c, down, region, "k0", "v0"));
+    rstore_stats st;
+    rstore_stats_get(c.nodes[down].rs, &st);
+    assert_true(st.snapshots_applied >= 1);
+    /* And it keeps replicating normally afterwards. */
+    put_ok(&c, region, "k101", "y");
+    g.key = "k101";
+    g.value = "y";
+    assert_true(rs_wait_for(get_matches, &g, 5000));
+    cluster_stop(&c);
+}
+
+static void test_removed_peer_is_destroyed(void **state)
+{
+    (void)state;
+    cluster c;
+    cluster_start(&c, 3);
+    uint64_t region = three_replicas(&c);
+    put_ok(&c, region, "gone", "soon");
+    int l = leader_of(&c, region);
+    int victim = (l + 1) % 3;
+    rstore_region_info vi;
+    assert_true(info_of(&c, victim, region, &vi));
+    assert_int_equal(rstore_change_peer(c.nodes[l].rs, region, true, false, vi.peer_id,
+                                        c.nodes[victim].store_id),
+                     0);
+    probe pr = {.c = &c, .node = victim, .region = region};
+    assert_true(rs_wait_for(replica_gone, &pr, 10000));
+    tkv_buf val;
+    tkv_buf_init(&val);
+    bool found = true;
+    assert_int_equal(
+        eng_get(c.nodes[victim].kv, ENG_CF_DEFAULT, tkv_slice_str("zgone"), &val, &found), 0);
+    assert_false(found);
+    tkv_buf_deinit(&val);
+    put_ok(&c, region, "still", "works");
+    cluster_stop(&c);
+}
+
+typedef struct split_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int rc;
+    size_t n;
+    uint64_t ids[4];
+} split_wait;
+
+static void on_split(void *ud, int rc, Errorpb__Error *rerr, const Metapb__Region *const *regions,
+                     size_t n)
+{
+    split_wait *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->rc = rerr ? -1 : rc;
+    if (rerr)
+        fprintf(stderr, "# split error: %s\n", rerr->message);
+    stor_rerr_free(rerr);
+    w->n = n;
+    for (size_t i = 0; i < n && i < 4; i++)
+        w->ids[i] = regions[i]->id;
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void test_split_makes_two_served_regions(void **state)
+{
+    (void)state;
+    cluster c;
+    cluster_start(&c, 3);
+    uint64_t region = three_replicas(&c);
+    put_ok(&c, region, "a", "left");
+    put_ok(&c, region, "z", "right");
+    int l = leader_of(&c, region);
+    split_wait w = {.done = false};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    stor_ctx ctx = rs_ctx(region);
+    tkv_slice key = tkv_slice_str("m");
+    assert_int_equal(rstore_split_region(c.nodes[l].rs, &ctx, &key, 1, true, on_split, &w), 0);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    assert_int_equal(w.rc, 0);
+    assert_int_equal(w.n, 2);
+    uint64_t left = w.ids[0], right = w.ids[1];
+    assert_int_equal(right, region); /* the parent keeps the right part (right_derive) */
+    put_ok(&c, left, "b", "L");
+    put_ok(&c, right, "y", "R");
+    for (int n = 0; n < 3; n++) {
+        get_probe g = {&c, n, left, "b", "L"};
+        assert_true(rs_wait_for(get_matches, &g, 10000));
+        get_probe g2 = {&c, n, right, "y", "R"};
+        assert_true(rs_wait_for(get_matches, &g2, 10000));
+        assert_true(get_on(&c, n, left, "a", "left"));
+        assert_true(get_on(&c, n, right, "z", "right"));
+    }
+    /* A key of the other half is refused. */
+    stor_ctx lctx = rs_ctx(left);
+    rs_result r;
+    int ll = leader_of(&c, left);
+    assert_true(ll >= 0);
+    assert_int_equal(rs_put(c.nodes[ll].seam, &lctx, "zz", "no", &r), 0);
+    assert_non_null(r.rerr);
+    assert_true(r.rerr->key_not_in_region != NULL || r.rerr->not_leader != NULL);
+    rs_result_deinit(&r);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    cluster_stop(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stores_bootstrap_join_and_replicate),
+        cmocka_unit_test(test_leader_store_stops_and_restarts),
+        cmocka_unit_test(test_lagging_replica_catches_up_by_snapshot),
+        cmocka_unit_test(test_removed_peer_is_destroyed),
+        cmocka_unit_test(test_split_makes_two_served_regions),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
