@@ -172,7 +172,9 @@ bc_tikvc_start() { # N
 }
 
 bc_tikvc_stop() {
-    bc_stop_pids "${BC_TIKVC_PIDS[@]}"
+    # The stores first, so they do not spend their shutdown retrying a stopped PD.
+    bc_stop_pids "${BC_TIKVC_PIDS[@]:1}"
+    bc_stop_pids "${BC_TIKVC_PIDS[0]}"
     rm -rf "$BC_TIKVC_DIR"
 }
 

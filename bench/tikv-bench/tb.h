@@ -272,6 +272,7 @@ typedef struct tb_op {
     void *drv_state;
     int client; /* the slot's number, 0..clients-1 */
     struct tb_slot *slot;
+    struct tb_waiter *waiter; /* set by tb_exec_one instead of slot */
 } tb_op;
 
 /* ---- drivers ------------------------------------------------------------------------- */
@@ -394,6 +395,10 @@ int tb_run_cell(const tb_driver_ops *ops, tb_driver *d, const tb_env *env, const
 
 /* Called by drivers when @op finished (async drivers, from their threads). */
 void tb_op_done(tb_op *op);
+
+/* Runs @op alone on the calling thread (the driver's blocking form, or submit and wait) and
+ * returns its rc; for probes outside a cell. op->client must be set. */
+int tb_exec_one(const tb_driver_ops *ops, tb_driver *d, tb_op *op);
 
 /* An op_release for drivers whose op->drv_state is one tkv_malloc'd block. */
 void tb_op_release_state(tb_driver *d, tb_op *op);

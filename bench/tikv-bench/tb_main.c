@@ -4,7 +4,7 @@
  *   tikv-bench [--pd ADDRS | --etcd ADDRS] [--driver LIST] [--workloads LIST] [--clients LIST]
  *              [--keys N] [--accounts N] [--warmup S] [--seconds S] [--quick | --long]
  *              [--json FILE] [--server-pids P,P,...] [--mode auto|async|threads]
- *              [--no-preload] [--conns N] [--timeout-ms N] [--seed N] [--label NAME]
+ *              [--no-preload] [--conns N] [--timeout-ms N] [--seed N] [--settle S]
  *   tikv-bench report [--base-keys N] [--json OUT] FILE...
  *   tikv-bench ports N
  *   tikv-bench wait-cluster --pd ADDRS [--replicas 3] [--timeout S]
@@ -60,6 +60,7 @@ typedef struct opts {
     uint64_t seed;
     bool seed_set;
     int preload_threads;
+    double settle_s;
 } opts;
 
 static void usage(FILE *f)
@@ -87,7 +88,9 @@ static void usage(FILE *f)
             "  --no-preload         the keys already exist (written by an earlier run)\n"
             "  --conns N            etcd connections to the leader (default 16)\n"
             "  --timeout-ms N       per-request deadline (default 10000)\n"
-            "  --seed N             PRNG seed (default: random, printed)\n");
+            "  --seed N             PRNG seed (default: random, printed)\n"
+            "  --settle S           before the first cell, wait up to S seconds (default 120)\n"
+            "                       for quiet servers and fast probe reads; 0: do not wait\n");
 }
 
 static int split_list(char *s, const char **out, int max)
@@ -133,6 +136,7 @@ static int parse_opts(int argc, char **argv, opts *o)
         {"conns", required_argument, NULL, 'C'},
         {"timeout-ms", required_argument, NULL, 't'},
         {"seed", required_argument, NULL, 'S'},
+        {"settle", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -144,7 +148,8 @@ static int parse_opts(int argc, char **argv, opts *o)
     o->preload = true;
     o->conns = 16;
     o->timeout_ms = 10000;
-    o->preload_threads = 8;
+    o->preload_threads = 16;
+    o->settle_s = 120;
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         uint64_t u;
@@ -261,6 +266,11 @@ static int parse_opts(int argc, char **argv, opts *o)
             o->seed = u;
             o->seed_set = true;
             break;
+        case 'T':
+            o->settle_s = atof(optarg);
+            if (o->settle_s < 0)
+                return -1;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -336,6 +346,70 @@ static void print_result(const tb_result *r)
     for (int i = 0; i < r->n_errs; i++)
         printf("    error: %s\n", r->errs[i]);
     fflush(stdout);
+}
+
+/* Waits, after a preload, until the cluster is in a steady state, at most --settle seconds:
+ *   - the servers are quiet (their CPU use over one second below SETTLE_CORES of a core), so
+ *     the preload's background work (RocksDB compaction, region splits, raft log GC, etcd's
+ *     backend commits) does not land in the first cells;
+ *   - SETTLE_PROBES reads spread evenly over the key space all answer within SETTLE_FAST_MS
+ *     (a range whose new region has no leader yet stalls its reads).
+ * Returns 0, or -1 when a probe read failed (a wrong value is an error, not a delay). */
+#define SETTLE_CORES   0.25
+#define SETTLE_PROBES  256
+#define SETTLE_FAST_MS 200
+
+static int settle(const opts *o, const tb_driver_ops *ops, tb_driver *d, tb_ledger *kv)
+{
+    uint64_t t0 = tkv_clock_mono_ms();
+    double used = 0;
+    bool quiet = o->n_pids == 0;
+    if (!quiet) {
+        tb_proc_sample a, b;
+        tb_proc_sample_pids(o->pids, o->n_pids, &a);
+        while (!quiet && (double)(tkv_clock_mono_ms() - t0) / 1e3 < o->settle_s) {
+            tkv_sleep_ms(1000);
+            tb_proc_sample_pids(o->pids, o->n_pids, &b);
+            used = b.cpu_s - a.cpu_s;
+            a = b;
+            quiet = used < SETTLE_CORES;
+        }
+    }
+    bool fast = false;
+    uint64_t slowest = 0;
+    int rounds = 0;
+    tb_op *op = tkv_calloc(1, sizeof(*op));
+    if (op == NULL)
+        return -1;
+    while (!fast && (rounds == 0 || (double)(tkv_clock_mono_ms() - t0) / 1e3 < o->settle_s)) {
+        rounds++;
+        fast = true;
+        slowest = 0;
+        uint64_t probes = kv->n < SETTLE_PROBES ? kv->n : SETTLE_PROBES;
+        for (uint64_t i = 0; i < probes; i++) {
+            op->kind = TB_OP_GET;
+            op->idx[0] = probes > 1 ? i * (kv->n - 1) / (probes - 1) : 0;
+            uint64_t s0 = tkv_clock_mono_ns();
+            if (tb_exec_one(ops, d, op) != 0) {
+                fprintf(stderr, "tikv-bench: settle probe read failed: %s\n", op->err);
+                if (ops->op_release != NULL)
+                    ops->op_release(d, op);
+                tkv_free(op);
+                return -1;
+            }
+            uint64_t ms = (tkv_clock_mono_ns() - s0) / 1000000;
+            slowest = ms > slowest ? ms : slowest;
+            fast = fast && ms < SETTLE_FAST_MS;
+        }
+    }
+    if (ops->op_release != NULL)
+        ops->op_release(d, op);
+    tkv_free(op);
+    printf("tikv-bench: settled after %.0f s: servers %s (%.2f cores busy), %d probe rounds, "
+           "slowest probe read %" PRIu64 " ms%s\n",
+           (double)(tkv_clock_mono_ms() - t0) / 1e3, quiet ? "quiet" : "still busy", used, rounds,
+           slowest, fast ? "" : " (still slow: gave up waiting)");
+    return 0;
 }
 
 /* A workload reads the preloaded key space. */
@@ -437,6 +511,16 @@ static int run_bench(opts *o)
             goto out;
         }
         tb_ledger_set_all(&acc, 1);
+    }
+
+    if (any_kv && o->settle_s > 0) {
+        int i = owner[TB_W_GET];
+        for (int x = 0; x <= TB_W_SCAN && i < 0; x++)
+            i = owner[x];
+        if (settle(o, ops[i], drv[i], &kv) != 0) {
+            failed = 1;
+            goto out;
+        }
     }
 
     json_t *results = json_array();

@@ -199,8 +199,52 @@ static void async_next(tb_slot *s)
     }
 }
 
+typedef struct tb_waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+} tb_waiter;
+
+int tb_exec_one(const tb_driver_ops *ops, tb_driver *d, tb_op *op)
+{
+    op->rc = 0;
+    op->err[0] = '\0';
+    op->retries = 0;
+    op->slot = NULL;
+    if (ops->exec != NULL) {
+        ops->exec(d, op);
+        return op->rc;
+    }
+    tb_waiter w = {.done = false};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    op->waiter = &w;
+    int rc = ops->submit(d, op);
+    if (rc == 0) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        rc = op->rc;
+    } else if (op->rc == 0) {
+        tb_op_fail(op, rc, "submit: %s", tkv_strerror(rc));
+    }
+    op->waiter = NULL;
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return rc;
+}
+
 void tb_op_done(tb_op *op)
 {
+    if (op->waiter != NULL) {
+        tb_waiter *w = op->waiter;
+        pthread_mutex_lock(&w->mu);
+        w->done = true;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        return;
+    }
     tb_slot *s = op->slot;
     if (!s->run->async) {
         pthread_mutex_lock(&s->mu);
