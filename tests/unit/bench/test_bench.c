@@ -527,6 +527,34 @@ static void test_stale_store_fails_the_cell_with_the_reason(void **state)
     free(r);
 }
 
+static void test_exec_one_runs_a_probe_on_async_and_blocking_drivers(void **state)
+{
+    (void)state;
+    const tb_driver_ops *all[2] = {&fake_ops_async, &fake_ops_exec};
+    for (int k = 0; k < 2; k++) {
+        tb_ledger kv;
+        assert_int_equal(tb_ledger_init(&kv, TB_PREFIX_KV, 50, 5), 0);
+        tb_env env = {.endpoints = "fake", .kv = &kv, .timeout_ms = 1000};
+        tb_driver *d = NULL;
+        char err[128];
+        g_fake_stale = false;
+        assert_int_equal(all[k]->open(&env, &d, err, sizeof(err)), 0);
+        assert_int_equal(all[k]->preload(d, &kv, 2, err, sizeof(err)), 0);
+        tb_ledger_set_all(&kv, 1);
+        tb_op op;
+        memset(&op, 0, sizeof(op));
+        op.kind = TB_OP_PUT;
+        op.idx[0] = 7;
+        assert_int_equal(tb_exec_one(all[k], d, &op), 0);
+        op.kind = TB_OP_GET;
+        assert_int_equal(tb_exec_one(all[k], d, &op), 0);
+        assert_int_equal(atomic_load(&d->ops_seen), 2);
+        assert_int_equal(tb_ledger_read_begin(&kv, 7), 2);
+        all[k]->close(d);
+        tb_ledger_deinit(&kv);
+    }
+}
+
 /* ---- the report ----------------------------------------------------------------------- */
 
 static void write_run(const char *path, double tikv_ops, double etcd_ops, double big_ops)
@@ -626,6 +654,7 @@ int main(void)
         cmocka_unit_test(test_async_loop_counts_window_ops_and_verifies_reads),
         cmocka_unit_test(test_threads_loop_runs_blocking_and_async_drivers),
         cmocka_unit_test(test_stale_store_fails_the_cell_with_the_reason),
+        cmocka_unit_test(test_exec_one_runs_a_probe_on_async_and_blocking_drivers),
         cmocka_unit_test(test_report_takes_medians_and_ratios),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
