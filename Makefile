@@ -9,7 +9,7 @@ GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo Ninja || echo "Uni
 CMAKE_GEN := -G "$(GENERATOR)"
 SOURCES    = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null | grep -v '^tests/fuzz/corpus/')
 
-.PHONY: all deps build build-asan test playground bench format check-format clean fuzz
+.PHONY: all deps build build-asan test playground bench format check-format clean fuzz lint install
 
 all: build
 
@@ -38,6 +38,15 @@ format:
 
 check-format: deps
 	@clang-format --dry-run --Werror $(SOURCES) && echo "format: ok"
+
+# Installs libtikvc (library, tikvc.h, libtikvc.pc) and the programs under PREFIX.
+PREFIX ?= /usr/local
+install: build
+	cmake --install build --prefix $(PREFIX)
+
+# clang-tidy and cppcheck over our sources (scripts/lint.sh); zero findings expected.
+lint: deps build
+	@scripts/lint.sh
 
 # Runs one libFuzzer target in build-fuzz/ (clang): make fuzz TARGET=toml SECONDS=300
 fuzz:

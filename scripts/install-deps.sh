@@ -13,7 +13,8 @@ PKGS=(
     libmicrohttpd-dev
     libjansson-dev
     libcmocka-dev
-    clang-format
+    clang-format clang-tidy cppcheck
+    zlib1g-dev
     libcurl4-openssl-dev curl ca-certificates openssl
 )
 # Extra packages asked for by the caller (for example the benchmark's etcd).

@@ -88,7 +88,8 @@ for _ in $(seq 1 300); do
         fi
     done
     if out=$(curl -fsS "http://127.0.0.1:$PD_HTTP_PORT/pd/api/v1/stores" 2>/dev/null); then
-        up=$(printf '%s' "$out" | grep -o '"state_name": *"Up"' | wc -l)
+        # grep finds nothing until a store is up: not an error under pipefail.
+        up=$(printf '%s' "$out" | grep -o '"state_name": *"Up"' | wc -l) || up=0
         if [ "$up" -ge "$want" ]; then
             ready=1
             break

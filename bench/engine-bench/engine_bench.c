@@ -11,6 +11,7 @@
  * The database goes in a new directory (by default mkdtemp under /tmp; --dir must not exist)
  * that is destroyed at the end.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,6 +22,7 @@
 
 #include "base/clock.h"
 #include "engine/engine.h"
+#include "security/encryption.h"
 
 typedef struct bench {
     eng_db *db;
@@ -165,10 +167,54 @@ static int load_get_keys(bench *b)
     return rc;
 }
 
+/* Parses the whole of @s as a positive number of seconds. */
+static bool parse_seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v > 0))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* The files encryption adds beside the database, removed at the end. */
+static const char *const enc_files[] = {"master.key", "key.dict", "file.dict"};
+
+/* Writes a random master key into @dir and opens the key dictionary and the encrypting env
+ * there, with @m for new files. */
+static int open_encryption(const char *dir, sec_method m, sec_keys **keys, sec_env **env, char *err)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/master.key", dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        snprintf(err, TKV_ERRMSG_LEN, "create %.200s", path);
+        return -EIO;
+    }
+    tkv_rng r; /* a throw-away key for a benchmark: any bits will do */
+    tkv_rng_seed(&r, tkv_clock_mono_ns());
+    for (int i = 0; i < 32; i++)
+        fprintf(f, "%02x", (unsigned)(tkv_rng_next(&r) & 0xff));
+    fputc('\n', f);
+    fclose(f);
+    sec_enc_opts eo;
+    sec_enc_opts_init(&eo);
+    eo.dict_dir = dir;
+    eo.method = m;
+    eo.master_key_path = path;
+    int rc = sec_keys_open(&eo, keys, err);
+    if (rc == 0 && (rc = sec_env_new(*keys, env)) != 0)
+        snprintf(err, TKV_ERRMSG_LEN, "encrypting env: %s", tkv_strerror(rc));
+    return rc;
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: engine-bench [--engine rocks|mem] [--dir DIR] [--seconds S] "
-                    "[--value-bytes N] [--get-keys N]\n");
+                    "[--value-bytes N] [--get-keys N]\n"
+                    "                    [--encrypt aes128-ctr|aes192-ctr|aes256-ctr]\n");
     return 2;
 }
 
@@ -178,6 +224,7 @@ int main(int argc, char **argv)
     char dir[256] = "";
     double seconds = 2;
     bench b = {.batch = 1, .value_bytes = 100, .get_keys = 200000};
+    sec_method method = SEC_PLAINTEXT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -187,19 +234,23 @@ int main(int argc, char **argv)
             engine = val;
         else if (strcmp(a, "--dir") == 0)
             snprintf(dir, sizeof(dir), "%s", val);
-        else if (strcmp(a, "--seconds") == 0)
-            seconds = atof(val);
-        else if (strcmp(a, "--value-bytes") == 0)
+        else if (strcmp(a, "--seconds") == 0) {
+            if (!parse_seconds(val, &seconds))
+                return usage();
+        } else if (strcmp(a, "--value-bytes") == 0)
             b.value_bytes = (size_t)strtoull(val, NULL, 10);
         else if (strcmp(a, "--get-keys") == 0)
             b.get_keys = strtoull(val, NULL, 10);
-        else
+        else if (strcmp(a, "--encrypt") == 0) {
+            if (sec_method_parse(val, &method) != 0 || method == SEC_PLAINTEXT)
+                return usage();
+        } else
             return usage();
         i++;
     }
     bool rocks = strcmp(engine, "rocks") == 0;
     if ((!rocks && strcmp(engine, "mem") != 0) || seconds <= 0 || b.get_keys == 0 ||
-        b.value_bytes == 0)
+        b.value_bytes == 0 || (!rocks && method != SEC_PLAINTEXT))
         return usage();
 
     eng_options o;
@@ -207,6 +258,8 @@ int main(int argc, char **argv)
     o.name = "bench";
     char err[TKV_ERRMSG_LEN];
     int rc;
+    sec_keys *keys = NULL;
+    sec_env *env = NULL;
     if (rocks) {
         if (dir[0] == '\0') {
             snprintf(dir, sizeof(dir), "/tmp/engine-bench-XXXXXX");
@@ -218,7 +271,11 @@ int main(int argc, char **argv)
             perror("engine-bench: --dir must be a new directory");
             return 1;
         }
-        rc = eng_rocks_open(dir, &o, &b.db, err);
+        rc = method != SEC_PLAINTEXT ? open_encryption(dir, method, &keys, &env, err) : 0;
+        if (rc == 0) {
+            o.rocksdb_env = env != NULL ? sec_env_rocksdb(env) : NULL;
+            rc = eng_rocks_open(dir, &o, &b.db, err);
+        }
     } else {
         rc = eng_mem_open(&o, &b.db);
         snprintf(err, sizeof(err), "%s", tkv_strerror(rc));
@@ -227,8 +284,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "engine-bench: %s\n", err);
         return 1;
     }
-    printf("engine-bench: %s engine%s%s, %zu-byte values, %.1f s per case\n", eng_kind(b.db),
-           rocks ? " at " : "", rocks ? dir : "", b.value_bytes, seconds);
+    printf("engine-bench: %s engine%s%s, %zu-byte values, %.1f s per case, %s\n", eng_kind(b.db),
+           rocks ? " at " : "", rocks ? dir : "", b.value_bytes, seconds,
+           method != SEC_PLAINTEXT ? sec_method_name(method) : "not encrypted");
     printf("synced write batches (fsync per write; concurrent writers share fsyncs):\n");
     printf("  %-8s %-6s %12s %12s\n", "threads", "batch", "puts/s", "batches/s");
     static const int thread_counts[] = {1, 16};
@@ -270,7 +328,15 @@ int main(int argc, char **argv)
             fprintf(stderr, "engine-bench: %s\n", err);
             status = 1;
         }
+        if (method != SEC_PLAINTEXT)
+            for (size_t i = 0; i < TKV_ARRAY_LEN(enc_files); i++) {
+                char p[512];
+                snprintf(p, sizeof(p), "%s/%s", dir, enc_files[i]);
+                unlink(p);
+            }
         rmdir(dir); /* already gone unless RocksDB left something foreign in it */
     }
+    sec_env_free(env); /* after eng_rocks_destroy, which deletes through it */
+    sec_keys_close(keys);
     return status;
 }

@@ -10,6 +10,7 @@
  *   rpc-bench [--seconds S] [--concurrency 1,64] [--server-threads N] [--client-threads N]
  *             [--conns N] [--payload BYTES] [--async]
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -250,6 +251,27 @@ static void usage(void)
     exit(2);
 }
 
+/* Parses the whole of @s as a number in [@lo, @hi], or exits with the usage text. */
+static long parse_long(const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        usage();
+    return v;
+}
+
+static double parse_seconds(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v > 0))
+        usage();
+    return v;
+}
+
 static void parse_levels(bench_opts *o, const char *s)
 {
     o->n_levels = 0;
@@ -257,8 +279,8 @@ static void parse_levels(bench_opts *o, const char *s)
     if (copy == NULL)
         usage();
     for (char *tok = strtok(copy, ","); tok != NULL; tok = strtok(NULL, ",")) {
-        int v = atoi(tok);
-        if (v < 1 || v > MAX_THREADS || o->n_levels == (int)TKV_ARRAY_LEN(o->levels))
+        int v = (int)parse_long(tok, 1, MAX_THREADS);
+        if (o->n_levels == (int)TKV_ARRAY_LEN(o->levels))
             usage();
         o->levels[o->n_levels++] = v;
     }
@@ -288,22 +310,22 @@ int main(int argc, char **argv)
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
         case 's':
-            o.seconds = atof(optarg);
+            o.seconds = parse_seconds(optarg);
             break;
         case 'c':
             parse_levels(&o, optarg);
             break;
         case 'S':
-            o.server_threads = atoi(optarg);
+            o.server_threads = (int)parse_long(optarg, 1, MAX_THREADS);
             break;
         case 'C':
-            o.client_threads = atoi(optarg);
+            o.client_threads = (int)parse_long(optarg, 1, MAX_THREADS);
             break;
         case 'n':
-            o.conns = atoi(optarg);
+            o.conns = (int)parse_long(optarg, 1, 1024);
             break;
         case 'p':
-            o.payload = (size_t)atol(optarg);
+            o.payload = (size_t)parse_long(optarg, 0, 64L << 20);
             break;
         case 'a':
             o.async = true;

@@ -81,7 +81,7 @@ static int scale(const char *s, size_t n, uint64_t unit, uint64_t *out, const ch
             *why = "too many fraction digits";
             return TKV_ECONFIG;
         }
-        uint8_t d[MAX_FRACTION_DIGITS];
+        uint8_t d[MAX_FRACTION_DIGITS] = {0};
         for (size_t i = 0; i < k; i++)
             d[i] = (uint8_t)(s[dot + 1 + i] - '0');
         uint64_t carry = 0;
@@ -182,7 +182,8 @@ int tkv_cfg_parse_duration(const char *s, size_t len, uint64_t *ms, char *errmsg
                              shown, orig);
         last = unit;
         uint64_t part;
-        const char *why;
+        /* scale() sets why on failure; an overflow of the sum alone is "too large". */
+        const char *why = "too large";
         if (scale(num, nlen, unit, &part, &why) != 0 ||
             __builtin_add_overflow(total, part, &total)) {
             if (nlen == 0 || strcmp(why, "too large") != 0)
@@ -562,9 +563,10 @@ int tkv_cfg_bind(const tkv_cfg_doc *doc, const tkv_cfg_field *fields, size_t n, 
         size_t parts = 0;
         find_field(root, &fields[i], &c.v, &block, &parts);
         if (block != NULL) {
-            const char *part;
-            size_t len;
-            key_part(fields[i].key, parts - 1, &part, &len);
+            /* The root is always a table, so parts >= 1; the defaults cover the rest. */
+            const char *part = fields[i].key;
+            size_t len = 0;
+            TKV_IGNORE(parts > 0 && key_part(fields[i].key, parts - 1, &part, &len));
             c.v = block;
             rc = bind_fail(&c, "'%.*s' must be a table, got %s", (int)(part + len - fields[i].key),
                            fields[i].key, tkv_cfg_type_name(block->type));

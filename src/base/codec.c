@@ -209,7 +209,9 @@ int tkv_codec_encode_uvarint(tkv_buf *out, uint64_t v)
 
 int tkv_codec_encode_varint(tkv_buf *out, int64_t v)
 {
-    uint64_t zz = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    /* Zigzag: the sign bit spread over all bits, without right-shifting a signed value
+     * (implementation-defined in C11). */
+    uint64_t zz = ((uint64_t)v << 1) ^ ((uint64_t)0 - ((uint64_t)v >> 63));
     return tkv_codec_encode_uvarint(out, zz);
 }
 

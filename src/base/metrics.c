@@ -146,8 +146,10 @@ static tkv_metric *register_family(const char *name, const char *help, tkv_metri
             /* 50 us doubling up to ~26 s: covers fsync, RPC and raft latencies. */
             nbuckets = 20;
             double b = 0.00005;
-            for (size_t i = 0; i < nbuckets; i++, b *= 2)
+            for (size_t i = 0; i < nbuckets; i++) {
                 m->bounds[i] = b;
+                b *= 2;
+            }
         } else {
             for (size_t i = 0; i < nbuckets; i++) {
                 if (i > 0 && !(buckets[i] > buckets[i - 1])) {
@@ -405,6 +407,7 @@ int tkv_metrics_render(tkv_buf *b)
     size_t n = 0;
     for (tkv_metric *m = families; m; m = m->next)
         n++;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     tkv_metric **sorted = tkv_calloc(n ? n : 1, sizeof(*sorted));
     if (sorted == NULL) {
         pthread_mutex_unlock(&reg_mu);
@@ -413,6 +416,7 @@ int tkv_metrics_render(tkv_buf *b)
     size_t i = 0;
     for (tkv_metric *m = families; m; m = m->next)
         sorted[i++] = m;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     qsort(sorted, n, sizeof(*sorted), cmp_family);
     for (i = 0; i < n && o.rc == 0; i++)
         render_family(&o, sorted[i]);

@@ -4,8 +4,10 @@
  * A task is one request to one region. Its life: route (the region's leader store must have
  * an address; resolving it needs PD, which happens on a worker), build the request with the
  * region's context, send, and on the answer:
- *   - transport failure: forget the route (region and store address), back off (tikvRPC),
- *     re-route;
+ *   - transport failure: the store's address is looked up again, and the next peer of the
+ *     region is tried at once (it answers NotLeader with the real leader if it is not it), as
+ *     client-go's replica selector does when a leader is unreachable; once every peer failed,
+ *     the region is dropped, and the task backs off (tikvRPC) and re-routes from PD;
  *   - region error (protocol.md 3.4, client-go's onRegionError):
  *       not leader with a leader  -> move the cached leader, resend at once;
  *       not leader without one    -> back off (regionScheduling), re-route from PD;
@@ -381,6 +383,7 @@ void tikvc__task_send(tc_task *t, bool may_block)
     }
     tc_region *r = t->region;
     int lead = atomic_load(&r->leader);
+    t->lead = lead;
     tc_store *st = tikvc__store_get(c, r->store_ids[lead]);
     if (st == NULL) {
         task_fail(t, TIKVC_ENOMEM, "out of memory");
@@ -533,11 +536,19 @@ static void on_call_done(tc_call *call, int rc, const char *errmsg, tkv_slice re
             task_fail(t, rc, errmsg);
             return;
         }
-        /* The route is suspect: ask PD again for the region and the store's address. */
-        tikvc__cache_invalidate(op->cache, t->region);
+        /* The store may be gone: its address is looked up again, and another peer tried. */
         tikvc__store_mark_stale(op->c, t->store);
-        task_retry(t, TC_BO_TIKV_RPC, 0, false, rc == TIKVC_ETIMEDOUT ? TIKVC_ETIMEDOUT : 0, errmsg,
-                   TC_STEP_REROUTE);
+        tc_region *r = t->region;
+        int code = rc == TIKVC_ETIMEDOUT ? TIKVC_ETIMEDOUT : 0;
+        if (++t->unreachable < (int)r->n_peers) {
+            int lead = t->lead;
+            atomic_compare_exchange_strong(&r->leader, &lead, (t->lead + 1) % (int)r->n_peers);
+            task_retry(t, TC_BO_TIKV_RPC, 0, true, code, errmsg, TC_STEP_SEND);
+            return;
+        }
+        t->unreachable = 0;
+        tikvc__cache_invalidate(op->cache, r);
+        task_retry(t, TC_BO_TIKV_RPC, 0, false, code, errmsg, TC_STEP_REROUTE);
         return;
     }
     ProtobufCMessage *m = NULL;

@@ -302,6 +302,8 @@ struct tc_task {
     tc_store *store;
     tc_step step;
     int quick_retries; /* retries without sleep in a row */
+    int lead;          /* the peer index the last attempt went to */
+    int unreachable;   /* peers of the region found unreachable in a row */
     /* Key-set operations: indices of the op's items this task carries. */
     size_t *items;
     size_t n_items;

@@ -232,12 +232,19 @@ typedef struct tikvc_result {
 
 typedef void (*tikvc_cb)(void *ud, const tikvc_result *r);
 
-/* Asynchronous versions: they return at once (TIKVC_OK: @cb runs exactly once later, on a
- * library thread; an error: @cb never runs). Keys and values are copied. */
+/* The asynchronous calls return at once: TIKVC_OK means @cb runs exactly once later, on a
+ * library thread (possibly while the call is still returning); an error means @cb never runs.
+ * Keys and values are copied. tikvc_close fails the calls still in flight with
+ * TIKVC_ECLOSED (their callbacks run). */
+
+/* Reads @key; the result has found and value. */
 int tikvc_raw_get_async(tikvc_client *c, const void *key, size_t key_len, tikvc_cb cb, void *ud);
+/* Writes @key = @value (with @ttl_s as tikvc_raw_put). */
 int tikvc_raw_put_async(tikvc_client *c, const void *key, size_t key_len, const void *value,
                         size_t value_len, uint64_t ttl_s, tikvc_cb cb, void *ud);
+/* Deletes @key. */
 int tikvc_raw_delete_async(tikvc_client *c, const void *key, size_t key_len, tikvc_cb cb, void *ud);
+/* Scans as tikvc_raw_scan; the result's kvs holds the pairs (borrowed for the callback). */
 int tikvc_raw_scan_async(tikvc_client *c, const void *start, size_t start_len, const void *end,
                          size_t end_len, size_t limit, unsigned flags, tikvc_cb cb, void *ud);
 
@@ -283,8 +290,9 @@ int tikvc_txn_iter(tikvc_txn *t, const void *start, size_t start_len, const void
                    size_t end_len, unsigned flags, tikvc_iter **out);
 /* Returns true while the iterator is on a pair. */
 bool tikvc_iter_valid(const tikvc_iter *it);
-/* Returns the current key / value, valid until the next tikvc_iter_next. */
+/* Returns the current key, valid until the next tikvc_iter_next. */
 tikvc_slice tikvc_iter_key(const tikvc_iter *it);
+/* Returns the current value, valid until the next tikvc_iter_next. */
 tikvc_slice tikvc_iter_value(const tikvc_iter *it);
 /* Moves to the next pair (it may read the next batch). */
 int tikvc_iter_next(tikvc_iter *it);
@@ -365,10 +373,15 @@ int tikvc_pd_members(tikvc_client *c, uint64_t *cluster_id, tikvc_member **out, 
 /* Returns a fresh timestamp from PD. */
 int tikvc_pd_tso(tikvc_client *c, uint64_t *ts);
 
+/* Frees what tikvc_pd_region_by_key / _by_id put in *@r (not @r itself); NULL is a no-op. */
 void tikvc_region_free(tikvc_region *r);
+/* Frees an array from tikvc_pd_scan_regions; NULL is a no-op. */
 void tikvc_regions_free(tikvc_region *r, size_t n);
+/* Frees what tikvc_pd_store put in *@s (not @s itself); NULL is a no-op. */
 void tikvc_store_free(tikvc_store *s);
+/* Frees an array from tikvc_pd_stores; NULL is a no-op. */
 void tikvc_stores_free(tikvc_store *s, size_t n);
+/* Frees an array from tikvc_pd_members; NULL is a no-op. */
 void tikvc_members_free(tikvc_member *m, size_t n);
 
 #ifdef __cplusplus

@@ -252,7 +252,7 @@ static void list_insert(mem_list *l, mem_node *n)
 
 static void list_unlink(mem_list *l, mem_node *n)
 {
-    mem_node *prev[MEM_MAX_HEIGHT];
+    mem_node *prev[MEM_MAX_HEIGHT] = {0}; /* find_lt fills every level below l->height */
     find_lt(l, node_key(n), n->seq, prev);
     for (int lv = 0; lv < n->height; lv++) {
         mem_node **s = slot_at(l, prev[lv], lv);

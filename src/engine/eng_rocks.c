@@ -196,7 +196,9 @@ static int rocks_open_cfs(rocks_db *r, const char *path, char errmsg[TKV_ERRMSG_
             n_extra++;
     size_t total = ENG_CF_COUNT + n_extra;
     const char **names = tkv_calloc(total, sizeof(*names));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     const rocksdb_options_t **cf_opts = tkv_calloc(total, sizeof(*cf_opts));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     rocksdb_column_family_handle_t **handles = tkv_calloc(total, sizeof(*handles));
     int rc = 0;
     if (names == NULL || cf_opts == NULL || handles == NULL) {

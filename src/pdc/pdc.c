@@ -409,7 +409,7 @@ int pdc__call(pdc_client *c, const char *method, ProtobufCMessage *req,
         pthread_mutex_lock(&c->mu);
         hdr.cluster_id = c->cluster_id;
         pthread_mutex_unlock(&c->mu);
-        hdr.sender_id = c->opts.sender_id;
+        hdr.sender_id = atomic_load(&c->sender_id);
         *slot = &hdr.base;
     }
     const char *name = strrchr(method, '/') + 1;
@@ -527,6 +527,7 @@ int pdc_open(const pdc_opts *o, pdc_client **out)
     if (c == NULL)
         return pdc__fail(-ENOMEM, "out of memory");
     c->opts = *o;
+    atomic_init(&c->sender_id, o->sender_id);
     c->opts.endpoints = NULL;
     c->opts.tls = NULL;
     if (c->opts.timeout_ms <= 0)
@@ -604,6 +605,11 @@ void pdc_close(pdc_client *c)
     pdc__tso_stop(c);
     pdc__hb_stop(c);
     client_free(c);
+}
+
+void pdc_set_sender_id(pdc_client *c, uint64_t sender_id)
+{
+    atomic_store(&c->sender_id, sender_id);
 }
 
 uint64_t pdc_cluster_id(const pdc_client *c)

@@ -122,8 +122,9 @@ void pdc_opts_init(pdc_opts *o);
 
 /* Connects to PD: finds the cluster id and the leader (GetMembers) and starts the background
  * thread; the Tso stream opens at once. On failure *@out is untouched and pdc_errmsg(NULL)
- * says why. Errors: -EINVAL, TKV_ECONFIG (no endpoint, bad endpoint, TLS files), -ETIMEDOUT
- * or TKV_ERPC (no endpoint answered within timeout_ms), -ENOMEM, -errno (thread). */
+ * says why; a caller that must wait for PD to come up (tikv-server) calls it again.
+ * Errors: -EINVAL, TKV_ECONFIG (no endpoint, bad endpoint, TLS files), -ETIMEDOUT or
+ * TKV_ERPC (no endpoint answered within timeout_ms), -ENOMEM, -errno (thread). */
 TKV_MUST_USE int pdc_open(const pdc_opts *o, pdc_client **out);
 
 /* Stops the background thread and the streams, fails queued timestamp requests with
@@ -141,6 +142,10 @@ int pdc_err_pd_type(void);
 
 /* Frees a response returned by a pdc function; NULL is a no-op. */
 void pdc_msg_free(void *msg);
+
+/* Sets header.sender_id of later requests (tikv-server learns its store id after opening the
+ * client: from its data directory, or from AllocID before bootstrapping). Thread: any. */
+void pdc_set_sender_id(pdc_client *c, uint64_t sender_id);
 
 /* Returns the cluster id (fixed after pdc_open). */
 uint64_t pdc_cluster_id(const pdc_client *c);

@@ -260,7 +260,7 @@ int pdc_etcd_get(pdc_client *c, tkv_slice key, tkv_buf *value, bool *found)
     *found = false;
     for (size_t i = 0; i < r->n_kvs; i++) {
         Mvccpb__KeyValue *kv = r->kvs[i];
-        if (kv->key.len == key.len && memcmp(kv->key.data, key.data, key.len) == 0) {
+        if (tkv_slice_eq(tkv_slice_of(kv->key.data, kv->key.len), key)) {
             rc = tkv_buf_set(value, kv->value.data, kv->value.len);
             if (rc != 0)
                 rc = pdc__fail(rc, "out of memory");

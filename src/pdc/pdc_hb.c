@@ -138,7 +138,7 @@ int pdc_region_heartbeat_send(pdc_client *c, const Pdpb__RegionHeartbeatRequest 
         return pdc__fail(-EINVAL, "pdc_region_heartbeat_send: NULL argument");
     Pdpb__RequestHeader h = PDPB__REQUEST_HEADER__INIT;
     h.cluster_id = c->cluster_id;
-    h.sender_id = c->opts.sender_id;
+    h.sender_id = atomic_load(&c->sender_id);
     Pdpb__RegionHeartbeatRequest req = *hb;
     req.header = &h;
     pthread_mutex_lock(&c->hb.mu);

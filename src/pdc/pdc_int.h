@@ -10,6 +10,7 @@
 #define TKV_PDC_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "pdc/pdc.h"
 
@@ -50,7 +51,8 @@ typedef struct pdc__hb {
 } pdc__hb;
 
 struct pdc_client {
-    pdc_opts opts; /* endpoints/tls pointers not kept: see urls */
+    pdc_opts opts;              /* endpoints/tls pointers not kept: see urls */
+    _Atomic uint64_t sender_id; /* header.sender_id (pdc_set_sender_id) */
     rpc_client *rpc;
     bool own_rpc;
 

@@ -61,7 +61,7 @@ static void send_batch_locked(pdc_client *c)
     }
     Pdpb__RequestHeader h = PDPB__REQUEST_HEADER__INIT;
     h.cluster_id = c->cluster_id;
-    h.sender_id = c->opts.sender_id;
+    h.sender_id = atomic_load(&c->sender_id);
     Pdpb__TsoRequest req = PDPB__TSO_REQUEST__INIT;
     req.header = &h;
     req.count = (uint32_t)n;

@@ -501,10 +501,10 @@ typedef enum raft_progress_state {
 
 typedef struct raft_progress_info {
     uint64_t id;
-    bool is_learner;
     uint64_t match; /* highest index known to be in the member's log */
     uint64_t next;  /* next index to send */
     raft_progress_state state;
+    bool is_learner;
 } raft_progress_info;
 
 /* Fills @out[0..n) with the progress of every member (the leader included) and returns n

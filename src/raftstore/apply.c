@@ -92,7 +92,7 @@ static void del_remove(rstore_apply *a, rstore_apply_delegate *d)
 
 static void del_rehash(rstore_apply *a, size_t cap)
 {
-    rstore_apply_delegate **dels = tkv_xcalloc(cap, sizeof(*dels));
+    rstore_apply_delegate **dels = tkv_xcalloc(cap, sizeof(rstore_apply_delegate *));
     for (size_t i = 0; i < a->cap; i++) {
         rstore_apply_delegate *d = a->dels[i];
         if (d && d != DEL_TOMB) {
@@ -152,7 +152,7 @@ void rstore__apply_defer_cb(rstore_apply *a, rstore_cb *cb, Errorpb__Error *rerr
     if (a->n_done == a->cap_done) {
         size_t cap = a->cap_done ? a->cap_done * 2 : 256;
         a->done_cbs = tkv_xrealloc(a->done_cbs, cap * sizeof(*a->done_cbs));
-        a->done_errs = tkv_xrealloc(a->done_errs, cap * sizeof(*a->done_errs));
+        a->done_errs = tkv_xrealloc(a->done_errs, cap * sizeof(Errorpb__Error *));
         a->cap_done = cap;
     }
     a->done_cbs[a->n_done] = *cb;
@@ -168,7 +168,7 @@ void rstore__apply_mark_touched(rstore_apply *a, rstore_apply_delegate *d)
     d->dirty = true;
     if (a->n_touched == a->cap_touched) {
         size_t cap = a->cap_touched ? a->cap_touched * 2 : 64;
-        a->touched = tkv_xrealloc(a->touched, cap * sizeof(*a->touched));
+        a->touched = tkv_xrealloc(a->touched, cap * sizeof(rstore_apply_delegate *));
         a->cap_touched = cap;
     }
     a->touched[a->n_touched++] = d;
@@ -429,7 +429,7 @@ int rstore__apply_init(rstore_apply *a, rstore *s)
         return -rc;
     pthread_cond_init(&a->cv, NULL);
     a->cap = 64;
-    a->dels = tkv_xcalloc(a->cap, sizeof(*a->dels));
+    a->dels = tkv_xcalloc(a->cap, sizeof(rstore_apply_delegate *));
     tkv_buf_init(&a->kbuf);
     tkv_buf_init(&a->kbuf2);
     return eng_batch_new(s->opts.kv, &a->wb);

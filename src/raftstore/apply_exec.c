@@ -149,32 +149,45 @@ static void conf_change_result(rstore_apply_delegate *d, const raft_conf_change 
     rstore__apply_add_result(d, &res);
 }
 
+/* Decodes a conf change entry: the raft change into @cc and its RaftCmdRequest context into
+ * *@req (owned; NULL on failure). Returns the ChangePeer request, or NULL with *@why set. */
+static const RaftCmdpb__ChangePeerRequest *decode_change(const raft_entry *e, raft_conf_change *cc,
+                                                         RaftCmdpb__RaftCmdRequest **req,
+                                                         const char **why)
+{
+    *req = NULL;
+    if (raft_conf_change_decode(tkv_slice_of(e->data, e->data_len), cc) != 0) {
+        memset(cc, 0, sizeof(*cc));
+        *why = "conf change does not decode";
+        return NULL;
+    }
+    RaftCmdpb__RaftCmdRequest *r =
+        raft_cmdpb__raft_cmd_request__unpack(NULL, cc->context.len, cc->context.data);
+    *req = r;
+    if (r == NULL || r->header == NULL || r->admin_request == NULL ||
+        r->admin_request->change_peer == NULL || r->admin_request->change_peer->peer == NULL) {
+        *why = "conf change command does not decode";
+        return NULL;
+    }
+    return r->admin_request->change_peer;
+}
+
 static void exec_conf_change(rstore_apply *a, rstore_apply_delegate *d, const raft_entry *e,
                              rstore_cb *cb)
 {
     raft_conf_change cc;
     RaftCmdpb__RaftCmdRequest *req = NULL;
     const char *why = NULL;
-    if (raft_conf_change_decode(tkv_slice_of(e->data, e->data_len), &cc) != 0) {
-        why = "conf change does not decode";
-        memset(&cc, 0, sizeof(cc));
-    } else {
-        req = raft_cmdpb__raft_cmd_request__unpack(NULL, cc.context.len, cc.context.data);
-        if (req == NULL || req->header == NULL || req->admin_request == NULL ||
-            req->admin_request->change_peer == NULL ||
-            req->admin_request->change_peer->peer == NULL)
-            why = "conf change command does not decode";
-    }
+    const RaftCmdpb__ChangePeerRequest *cp = decode_change(e, &cc, &req, &why);
     const Metapb__Region *region = d->region;
     uint64_t conf_ver = region->region_epoch->conf_ver;
     uint64_t version = region->region_epoch->version;
-    const RaftCmdpb__ChangePeerRequest *cp = why ? NULL : req->admin_request->change_peer;
-    if (!why && req->header->region_epoch && req->header->region_epoch->conf_ver != conf_ver)
+    if (cp && req->header->region_epoch && req->header->region_epoch->conf_ver != conf_ver)
         why = "stale epoch";
-    if (!why && cp->peer->id != cc.node_id)
+    if (cp && !why && cp->peer->id != cc.node_id)
         why = "peer does not match the raft change";
     /* Build the new member list. */
-    Metapb__Peer **peers = tkv_xcalloc(region->n_peers + 1, sizeof(*peers));
+    Metapb__Peer **peers = tkv_xcalloc(region->n_peers + 1, sizeof(Metapb__Peer *));
     Metapb__Peer added = METAPB__PEER__INIT;
     Metapb__Peer promoted = METAPB__PEER__INIT;
     size_t n = 0;
@@ -218,6 +231,7 @@ static void exec_conf_change(rstore_apply *a, rstore_apply_delegate *d, const ra
         Metapb__Region *nr =
             rstore__region_with(region, peers, n, conf_ver + 1, version, bslice(region->start_key),
                                 bslice(region->end_key), region->id);
+        rstore__reader_invalidate_region(a->store, d->region_id);
         rstore__region_free(d->region);
         d->region = nr;
         if (rstore__put_region_state(a->wb, nr, RAFT_SERVERPB__PEER_STATE__Normal) != 0) {
@@ -294,9 +308,9 @@ static void exec_batch_split(rstore_apply *a, rstore_apply_delegate *d,
     size_t n = bs->n_requests;
     uint64_t version = region->region_epoch->version + n;
     uint64_t conf_ver = region->region_epoch->conf_ver;
-    Metapb__Region **out = tkv_xcalloc(n + 1, sizeof(*out));
+    Metapb__Region **out = tkv_xcalloc(n + 1, sizeof(Metapb__Region *));
     Metapb__Peer *peer_buf = tkv_xcalloc(region->n_peers, sizeof(*peer_buf));
-    Metapb__Peer **peer_ptrs = tkv_xcalloc(region->n_peers, sizeof(*peer_ptrs));
+    Metapb__Peer **peer_ptrs = tkv_xcalloc(region->n_peers, sizeof(Metapb__Peer *));
     tkv_slice prev = bslice(region->start_key);
     /* right_derive: new regions on the left, the parent keeps the rightmost range. */
     size_t first_new = bs->right_derive ? 0 : 1;
@@ -363,6 +377,8 @@ static void exec_batch_split(rstore_apply *a, rstore_apply_delegate *d,
         abort();
     }
     a->wb_sync = true;
+    /* The range shrinks now: no lease read may serve the old range any more. */
+    rstore__reader_invalidate_region(s, d->region_id);
     rstore__region_free(d->region);
     d->region = rstore__region_dup(derived);
     rstore_exec_result res = {.type = RSTORE_EXEC_SPLIT};

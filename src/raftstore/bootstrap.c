@@ -327,9 +327,7 @@ int rstore__load_regions(rstore *s, char *errmsg)
         }
         if (state == RAFT_SERVERPB__PEER_STATE__Tombstone) {
             const Metapb__Peer *mine = rstore__region_store_peer(region, s->store_id);
-            rstore__meta_add_tombstone(&s->meta, region_id, mine ? mine->id : 0,
-                                       region->region_epoch->conf_ver,
-                                       region->region_epoch->version);
+            rstore__meta_add_tombstone(&s->meta, region, mine ? mine->id : 0);
             rstore__region_free(region);
             continue;
         }

@@ -92,6 +92,8 @@ static int kv_snapshot(void *impl, const stor_ctx *ctx, stor_snap_cb cb, void *u
         cb(ud, 0, err, NULL);
         return 0;
     }
+    if (rstore__local_read(s, ctx, cb, ud))
+        return 0;
     rstore_read_req *r = tkv_calloc(1, sizeof(*r));
     if (r == NULL)
         return -ENOMEM;

@@ -81,6 +81,7 @@ int rstore__peer_create(rstore *s, Metapb__Region *region, uint64_t peer_id, boo
         tkv_free(p);
         return rc;
     }
+    rstore__peer_note_tick(p, 1, tkv_clock_mono_ns()); /* Raft's tick count starts at 1 */
     uint64_t now = tkv_clock_mono_ms();
     p->next_pd_hb_ms = now + s->opts.pd_heartbeat_tick_ms / 4;
     p->next_gc_ms = now + s->opts.raft_log_gc_tick_ms;
@@ -194,7 +195,9 @@ Errorpb__Error *rstore__peer_check(rstore_peer *p, const stor_ctx *ctx, bool che
     /* TiKV checks only the version for data requests: membership changes do not move keys. */
     if (ctx->has_epoch && ctx->version != p->region->region_epoch->version)
         return epoch_not_match(p);
-    if (check_leader && ctx->term != 0 && ctx->term != raft_node_term(p->raft))
+    /* TiKV's check_term: a request from more than one term ago was meant for an old
+     * leadership. */
+    if (check_leader && ctx->term != 0 && raft_node_term(p->raft) > ctx->term + 1)
         return stor_rerr_stale_command();
     return NULL;
 }
@@ -376,6 +379,8 @@ void rstore__peer_transfer_leader(rstore_peer *p, uint64_t to_store_id)
     const Metapb__Peer *to = rstore__region_store_peer(p->region, to_store_id);
     if (to == NULL || to->id == p->peer_id || to->role == METAPB__PEER_ROLE__Learner)
         return;
+    /* The target campaigns as soon as it gets MsgTimeoutNow: no lease reads from here on. */
+    rstore__reader_invalidate(p->mb->reader);
     int rc = raft_node_transfer_leader(p->raft, to->id);
     tkv_series_inc(p->store->m.proposal_transfer_leader);
     TKV_LOG_INFO("transferring leader", TKV_LF_U64("region_id", p->region_id),
@@ -408,6 +413,7 @@ void rstore__peer_start_destroy(rstore_peer *p, bool keep_data)
         return;
     rstore *s = p->store;
     p->destroying = true;
+    rstore__reader_invalidate(p->mb->reader);
     TKV_LOG_INFO("destroying peer", TKV_LF_U64("region_id", p->region_id),
                  TKV_LF_U64("peer_id", p->peer_id), TKV_LF_BOOL("initialized", p->initialized));
     rstore__peer_fail_all(p, 0);
@@ -433,7 +439,11 @@ void rstore__peer_tick(rstore_peer *p, uint64_t now_ms)
 {
     if (p->destroying || p->pending_rd)
         return;
-    TKV_IGNORE(raft_node_tick(p->raft));
+    if (raft_node_tick(p->raft) == 0) {
+        raft_status st;
+        raft_node_status(p->raft, &st);
+        rstore__peer_note_tick(p, st.ticks, tkv_clock_mono_ns());
+    }
     p->ticks++;
     rstore__peer_expire_reads(p);
     if (!rstore__peer_is_leader(p))
@@ -515,6 +525,8 @@ void rstore__peer_handle(rstore_peer *p, rstore_msg *m)
         break;
     }
     case RSTORE_MSG_SNAP_STATUS:
+        if (m->flags & 1)
+            raft_snapshot_deinit(&p->ps.gen); /* its file is gone: generate a new one */
         if (!p->pending_rd)
             TKV_IGNORE(raft_node_report_snapshot(p->raft, m->u64a, m->u64b != 0));
         break;

@@ -121,9 +121,7 @@ static void on_destroyed(rstore_peer *p)
     t->a = p->ps.truncated_index + 1;
     t->b = p->ps.last_index;
     rstore__worker_push(&s->worker, t);
-    const Metapb__RegionEpoch *ep = p->region->region_epoch;
-    rstore__meta_add_tombstone(&s->meta, p->region_id, p->peer_id, ep ? ep->conf_ver : 0,
-                               ep ? ep->version : 0);
+    rstore__meta_add_tombstone(&s->meta, p->region, p->peer_id);
     rstore__store_remove_peer(s, p);
     TKV_LOG_INFO("peer destroyed", TKV_LF_U64("region_id", p->region_id),
                  TKV_LF_U64("peer_id", p->peer_id));

@@ -253,7 +253,8 @@ void rstore__peer_on_split_ids(rstore_peer *p, rstore_split_ids *ids)
         return;
     }
     RaftCmdpb__SplitRequest *reqs = tkv_xcalloc(ids->n_keys, sizeof(*reqs));
-    RaftCmdpb__SplitRequest **req_ptrs = tkv_xcalloc(ids->n_keys, sizeof(*req_ptrs));
+    RaftCmdpb__SplitRequest **req_ptrs =
+        tkv_xcalloc(ids->n_keys, sizeof(RaftCmdpb__SplitRequest *));
     for (size_t i = 0; i < ids->n_keys; i++) {
         raft_cmdpb__split_request__init(&reqs[i]);
         reqs[i].split_key.data = ids->keys[i].data;

@@ -100,7 +100,7 @@ static void pack_raft_message(rstore_peer *p, const raft_message *m, const Metap
     Eraftpb__Entry *ents = NULL, **eptrs = NULL;
     if (m->n_entries) {
         ents = tkv_xcalloc(m->n_entries, sizeof(*ents));
-        eptrs = tkv_xcalloc(m->n_entries, sizeof(*eptrs));
+        eptrs = tkv_xcalloc(m->n_entries, sizeof(Eraftpb__Entry *));
         for (size_t i = 0; i < m->n_entries; i++) {
             const raft_entry *e = &m->entries[i];
             eraftpb__entry__init(&ents[i]);

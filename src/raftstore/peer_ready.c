@@ -39,6 +39,7 @@ static void on_role_change(rstore_peer *p, const raft_soft_state *ss)
     }
     p->last_leader_id = ss->leader_id;
     if (ss->raft_state != RAFT_STATE_LEADER) {
+        rstore__reader_invalidate(p->mb->reader);
         /* Reads waiting for a read index from the old leadership will never get one. */
         rstore_read_req *r = p->reads_head, *keep = NULL, *keep_tail = NULL;
         p->reads_head = p->reads_tail = NULL;

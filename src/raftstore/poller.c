@@ -135,6 +135,9 @@ static void run_round(rstore *s, rstore_peer *touched, eng_batch *wb)
     }
     for (rstore_peer *p = r.ready_head; p; p = p->ready_next_round)
         rstore__peer_post_persist(p, &r);
+    for (rstore_peer *p = touched; p; p = p->round_next)
+        if (!p->destroyed)
+            rstore__peer_update_reader(p);
     rstore__transport_flush(&s->transport);
     rstore__apply_push(&s->apply, r.apply_head, r.apply_tail);
 }

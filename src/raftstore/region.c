@@ -170,10 +170,9 @@ uint64_t rstore__meta_overlap(const rstore_meta *m, tkv_slice start, tkv_slice e
     return 0;
 }
 
-void rstore__meta_add_tombstone(rstore_meta *m, uint64_t region_id, uint64_t peer_id,
-                                uint64_t conf_ver, uint64_t version)
+void rstore__meta_add_tombstone(rstore_meta *m, const Metapb__Region *region, uint64_t peer_id)
 {
-    rstore__meta_remove_tombstone(m, region_id);
+    rstore__meta_remove_tombstone(m, region->id);
     if (m->n_tombs == m->cap_tombs) {
         size_t cap = m->cap_tombs ? m->cap_tombs * 2 : 16;
         rstore_tombstone *t = tkv_realloc(m->tombs, cap * sizeof(*t));
@@ -182,7 +181,16 @@ void rstore__meta_add_tombstone(rstore_meta *m, uint64_t region_id, uint64_t pee
         m->tombs = t;
         m->cap_tombs = cap;
     }
-    m->tombs[m->n_tombs++] = (rstore_tombstone){region_id, peer_id, conf_ver, version};
+    rstore_tombstone *t = &m->tombs[m->n_tombs++];
+    memset(t, 0, sizeof(*t));
+    t->region_id = region->id;
+    t->peer_id = peer_id;
+    if (region->region_epoch) {
+        t->conf_ver = region->region_epoch->conf_ver;
+        t->version = region->region_epoch->version;
+    }
+    for (size_t i = 0; i < region->n_peers && t->n_members < RAFT_MAX_MEMBERS; i++)
+        t->members[t->n_members++] = region->peers[i]->id;
 }
 
 const rstore_tombstone *rstore__meta_tombstone(const rstore_meta *m, uint64_t region_id)

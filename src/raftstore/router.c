@@ -25,7 +25,7 @@ int rstore__router_init(rstore_router *r, rstore_poller *p, size_t capacity)
     if (rc != 0)
         return -rc;
     r->cap = 64;
-    r->slots = tkv_calloc(r->cap, sizeof(*r->slots));
+    r->slots = tkv_calloc(r->cap, sizeof(rstore_mailbox *));
     if (r->slots == NULL) {
         pthread_rwlock_destroy(&r->lock);
         return -ENOMEM;
@@ -57,6 +57,7 @@ void rstore__mailbox_unref(rstore_mailbox *mb)
         rstore__msg_free(m, TKV_ECLOSED);
         m = next;
     }
+    rstore__reader_free(mb->reader);
     pthread_mutex_destroy(&mb->mu);
     tkv_free(mb);
 }
@@ -86,7 +87,7 @@ static void insert_slot(rstore_mailbox **slots, size_t cap, rstore_mailbox *mb)
 static int grow(rstore_router *r)
 {
     size_t cap = r->n * 4 > r->cap ? r->cap * 2 : r->cap; /* rehash drops tombstones */
-    rstore_mailbox **slots = tkv_calloc(cap, sizeof(*slots));
+    rstore_mailbox **slots = tkv_calloc(cap, sizeof(rstore_mailbox *));
     if (slots == NULL)
         return -ENOMEM;
     for (size_t i = 0; i < r->cap; i++)
@@ -112,16 +113,19 @@ int rstore__router_register(rstore_router *r, uint64_t region_id, rstore_peer *p
     }
     mb->region_id = region_id;
     mb->peer = peer;
+    mb->reader = rstore__reader_new();
     atomic_init(&mb->refs, 2); /* the router's and the peer's */
     pthread_rwlock_wrlock(&r->lock);
     if (lookup(r, region_id) != NULL) {
         pthread_rwlock_unlock(&r->lock);
+        rstore__reader_free(mb->reader);
         pthread_mutex_destroy(&mb->mu);
         tkv_free(mb);
         return TKV_EEXIST;
     }
     if ((r->used + 1) * 4 > r->cap * 3 && (rc = grow(r)) != 0) {
         pthread_rwlock_unlock(&r->lock);
+        rstore__reader_free(mb->reader);
         pthread_mutex_destroy(&mb->mu);
         tkv_free(mb);
         return rc;
@@ -139,8 +143,19 @@ int rstore__router_register(rstore_router *r, uint64_t region_id, rstore_peer *p
     return 0;
 }
 
+rstore_mailbox *rstore__router_get(rstore_router *r, uint64_t region_id)
+{
+    pthread_rwlock_rdlock(&r->lock);
+    rstore_mailbox *mb = r->closed ? NULL : lookup(r, region_id);
+    if (mb)
+        atomic_fetch_add(&mb->refs, 1);
+    pthread_rwlock_unlock(&r->lock);
+    return mb;
+}
+
 rstore_msg *rstore__router_unregister(rstore_router *r, rstore_mailbox *mb)
 {
+    rstore__reader_invalidate(mb->reader);
     pthread_rwlock_wrlock(&r->lock);
     size_t mask = r->cap - 1;
     bool dropped = false;

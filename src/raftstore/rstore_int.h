@@ -218,6 +218,22 @@ void rstore__split_req_free(rstore_split_req *s);
 void rstore__apply_res_free(rstore_apply_res *r);
 void rstore__exec_result_deinit(rstore_exec_result *e);
 
+/* ---- local reads (local_read.c) ------------------------------------------------------ */
+
+/* Raft tick times a peer remembers (for the lease in monotonic time). */
+#define RSTORE_TICK_RING 128
+
+typedef struct rstore_reader rstore_reader;
+
+rstore_reader *rstore__reader_new(void);
+void rstore__reader_free(rstore_reader *rd);
+/* Stops lease reads through @rd until the poller validates it again. Thread: any. */
+void rstore__reader_invalidate(rstore_reader *rd);
+void rstore__reader_invalidate_region(struct rstore *s, uint64_t region_id);
+/* Serves a lease read on the calling thread when the region's lease holds; returns false
+ * (and does nothing) otherwise. */
+bool rstore__local_read(struct rstore *s, const stor_ctx *ctx, stor_snap_cb cb, void *ud);
+
 /* ---- router and mailboxes ----------------------------------------------------------- */
 
 typedef struct rstore_mailbox {
@@ -229,6 +245,7 @@ typedef struct rstore_mailbox {
     atomic_int refs;
     uint64_t region_id;
     struct rstore_peer *peer; /* only the poller dereferences it */
+    rstore_reader *reader;    /* lease-read delegate (thread-safe) */
     struct rstore_mailbox *ready_next;
 } rstore_mailbox;
 
@@ -262,6 +279,9 @@ size_t rstore__router_region_ids(rstore_router *r, uint64_t *ids, size_t cap);
 /* Marks the router closed (sends fail with TKV_ECLOSED). */
 void rstore__router_close(rstore_router *r);
 void rstore__mailbox_unref(rstore_mailbox *mb);
+/* Returns the mailbox of @region_id with a reference taken (rstore__mailbox_unref), or
+ * NULL. */
+rstore_mailbox *rstore__router_get(rstore_router *r, uint64_t region_id);
 
 /* ---- poller ------------------------------------------------------------------------- */
 
@@ -290,8 +310,10 @@ typedef struct rstore_range {
 
 typedef struct rstore_tombstone {
     uint64_t region_id;
-    uint64_t peer_id;
+    uint64_t peer_id; /* the removed replica (0 when unknown after a restart) */
     uint64_t conf_ver, version;
+    uint64_t members[RAFT_MAX_MEMBERS]; /* peer ids of the region as the tombstone saw it */
+    size_t n_members;
 } rstore_tombstone;
 
 typedef struct rstore_meta {
@@ -309,8 +331,9 @@ void rstore__meta_remove(rstore_meta *m, uint64_t region_id);
  * 0. */
 uint64_t rstore__meta_overlap(const rstore_meta *m, tkv_slice start, tkv_slice end,
                               uint64_t except);
-void rstore__meta_add_tombstone(rstore_meta *m, uint64_t region_id, uint64_t peer_id,
-                                uint64_t conf_ver, uint64_t version);
+/* Records that this store's replica @peer_id of @region (the region as of the removal)
+ * was destroyed. */
+void rstore__meta_add_tombstone(rstore_meta *m, const Metapb__Region *region, uint64_t peer_id);
 const rstore_tombstone *rstore__meta_tombstone(const rstore_meta *m, uint64_t region_id);
 void rstore__meta_remove_tombstone(rstore_meta *m, uint64_t region_id);
 
@@ -498,6 +521,9 @@ typedef struct rstore_peer {
         uint64_t store_id;
     } known[RAFT_MAX_MEMBERS];
     size_t n_known;
+    /* Monotonic time of recent Raft ticks (tick_at guards against stale slots). */
+    uint64_t tick_ns[RSTORE_TICK_RING];
+    uint64_t tick_at[RSTORE_TICK_RING];
     /* Regions created by the last split (EpochNotMatch's current regions). */
     Metapb__Region **split_regions;
     size_t n_split_regions;
@@ -558,6 +584,9 @@ void rstore__peer_on_split_req(rstore_peer *p, rstore_split_req *r);
 void rstore__peer_on_split_ids(rstore_peer *p, rstore_split_ids *ids);
 void rstore__peer_maybe_gc_log(rstore_peer *p, bool force);
 void rstore__peer_maybe_split_check(rstore_peer *p, bool force);
+/* Lease-read delegate upkeep (local_read.c). */
+void rstore__peer_note_tick(rstore_peer *p, uint64_t tick, uint64_t now_ns);
+void rstore__peer_update_reader(rstore_peer *p);
 /* Records that @from_peer_id was heard from now. */
 void rstore__peer_heard(rstore_peer *p, uint64_t from_peer_id, uint64_t now_ms);
 

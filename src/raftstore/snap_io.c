@@ -24,11 +24,12 @@
 
 /* ---- sending ------------------------------------------------------------------------- */
 
-static void report_status(rstore *s, uint64_t region_id, uint64_t to_peer, bool failed)
+static void report_status(rstore *s, uint64_t region_id, uint64_t to_peer, int rc)
 {
     rstore_msg *m = rstore__msg_new(RSTORE_MSG_SNAP_STATUS, region_id);
     m->u64a = to_peer;
-    m->u64b = failed;
+    m->u64b = rc != 0;
+    m->flags = rc == -ENOENT ? 1u : 0u;
     rstore__router_send_or_free(&s->router, m);
 }
 
@@ -126,7 +127,7 @@ void rstore__run_snap_task(rstore *s, rstore_task *t)
         atomic_fetch_add(&s->stat_snap_sent, 1);
         tkv_series_inc(s->m.snapshot_sent);
     }
-    report_status(s, t->region_id, t->b, rc != 0);
+    report_status(s, t->region_id, t->b, rc);
 }
 
 /* ---- receiving ----------------------------------------------------------------------- */

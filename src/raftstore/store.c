@@ -61,7 +61,7 @@ void rstore__store_add_peer(rstore *s, rstore_peer *p)
 {
     if (s->n_peers == s->cap_peers) {
         size_t cap = s->cap_peers ? s->cap_peers * 2 : 16;
-        s->peers = tkv_xrealloc(s->peers, cap * sizeof(*s->peers));
+        s->peers = tkv_xrealloc(s->peers, cap * sizeof(rstore_peer *));
         s->cap_peers = cap;
     }
     s->peers[s->n_peers++] = p;
@@ -111,6 +111,26 @@ static rstore_peer *find_peer(rstore *s, uint64_t region_id)
 
 /* ---- store-level messages ---------------------------------------------------------------- */
 
+/* Returns whether @rm, for a region whose replica here was destroyed, is stale: it comes
+ * from an older membership or names the destroyed replica. A sender that is not a member of
+ * the membership the tombstone knows, and whose view is older, was removed as well: it is
+ * told so (a gc message), so it can destroy itself instead of campaigning forever. */
+static bool stale_for_tombstone(rstore *s, const RaftServerpb__RaftMessage *rm,
+                                const rstore_tombstone *t)
+{
+    uint64_t conf_ver = rm->region_epoch ? rm->region_epoch->conf_ver : 0;
+    bool stale = conf_ver < t->conf_ver || (t->peer_id != 0 && rm->to_peer->id <= t->peer_id);
+    if (!stale)
+        return false;
+    bool member = false;
+    for (size_t i = 0; i < t->n_members; i++)
+        member |= t->members[i] == rm->from_peer->id;
+    if (!member && conf_ver < t->conf_ver)
+        rstore__send_tombstone(s, rm->region_id, rm->from_peer, rm->to_peer, t->conf_ver,
+                               t->version);
+    return true;
+}
+
 /* TiKV's is_initial_msg: only a vote or a leader's first heartbeat may create a peer. */
 static bool is_initial_msg(const Eraftpb__Message *m)
 {
@@ -123,11 +143,13 @@ static bool is_initial_msg(const Eraftpb__Message *m)
  * allows it (TiKV's maybe_create_peer). Returns the peer, or NULL. */
 static rstore_peer *maybe_create_peer(rstore *s, const RaftServerpb__RaftMessage *rm)
 {
-    if (rm->is_tombstone || rm->message == NULL || !is_initial_msg(rm->message))
+    if (rm->is_tombstone || rm->message == NULL)
         return NULL;
     const rstore_tombstone *t = rstore__meta_tombstone(&s->meta, rm->region_id);
-    if (t && rm->to_peer->id <= t->peer_id)
-        return NULL; /* a message for a replica that was removed here */
+    if (t != NULL && stale_for_tombstone(s, rm, t))
+        return NULL;
+    if (!is_initial_msg(rm->message))
+        return NULL;
     tkv_slice start = tkv_slice_of(rm->start_key.data, rm->start_key.len);
     tkv_slice end = tkv_slice_of(rm->end_key.data, rm->end_key.len);
     uint64_t other = rstore__meta_overlap(&s->meta, start, end, rm->region_id);

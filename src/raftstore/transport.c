@@ -122,7 +122,7 @@ static rstore_conn *conn_get(rstore_transport *t, uint64_t store_id)
             return t->conns[i];
     if (t->n_conns == t->cap_conns) {
         size_t cap = t->cap_conns ? t->cap_conns * 2 : 8;
-        t->conns = tkv_xrealloc(t->conns, cap * sizeof(*t->conns));
+        t->conns = tkv_xrealloc(t->conns, cap * sizeof(rstore_conn *));
         t->cap_conns = cap;
     }
     rstore_conn *c = tkv_xcalloc(1, sizeof(*c));

@@ -219,6 +219,16 @@ typedef enum rpc_health {
     RPC_HEALTH_NOT_SERVING = 2,
 } rpc_health;
 
+/* A call refused before any handler saw it (rpc_server_opts.on_peer_rejected). Strings are
+ * borrowed for the hook's duration. */
+typedef struct rpc_peer_rejection {
+    const char *peer;    /* gRPC peer address, "ipv4:127.0.0.1:5555" */
+    const char *cert_cn; /* the client certificate's common name, "" when none */
+    const char *method;  /* full method path */
+    rpc_code code;       /* PERMISSION_DENIED or UNAUTHENTICATED */
+    const char *reason;  /* the status message sent to the client */
+} rpc_peer_rejection;
+
 typedef struct rpc_server_opts {
     /* "host:port" to listen on (IPv4, [IPv6] or a name); port 0 picks a free port. */
     const char *addr;
@@ -241,10 +251,26 @@ typedef struct rpc_server_opts {
     int accept_slots;
     /* TLS; NULL means plaintext. */
     const rpc_tls *tls;
-    /* With mutual TLS: NULL-terminated list of client certificate common names that may
-     * call (TiKV's security.cert-allowed-cn); others get PERMISSION_DENIED. NULL allows any
-     * verified client. The strings are copied. */
+    /* With mutual TLS: NULL-terminated lists of client certificate names that may call
+     * (TiKV's security.cert-allowed-cn, and cert-allowed-san for subject alternative names:
+     * DNS, URI, email or IP entries). A call is admitted when the certificate's common name
+     * equals an entry of cert_allowed_cn or one of its SANs equals an entry of
+     * cert_allowed_san, byte for byte: "tikv" does not admit "evil-tikv-client" (TiKV matches
+     * more loosely; we do not). Others get PERMISSION_DENIED, a call without a verified
+     * certificate UNAUTHENTICATED. Both NULL admit any client the CA verified. Copied. */
     const char *const *cert_allowed_cn;
+    const char *const *cert_allowed_san;
+    /* Optional hooks, run on the call's completion-queue thread (they must not block):
+     *   peer_gate:        asked before the allow-list with the gRPC peer address
+     *                     ("ipv4:127.0.0.1:5555"); false refuses the call with
+     *                     PERMISSION_DENIED (brute-force bans).
+     *   on_peer_rejected: told about every call refused by the gate or the allow-list (for
+     *                     the audit log and the failure counters). TLS handshakes that fail
+     *                     (no certificate, unknown CA) never become calls, so gRPC core
+     *                     reports them to no one: the client sees UNAVAILABLE. */
+    bool (*peer_gate)(const char *peer, void *ud);
+    void (*on_peer_rejected)(const struct rpc_peer_rejection *r, void *ud);
+    void *hook_ud;
 } rpc_server_opts;
 
 /* Fills @o with defaults: addr "127.0.0.1:20160", 2 completion-queue threads, unlimited

@@ -245,6 +245,7 @@ static void *cq_main(void *arg)
 int rpc__cq_pool_init(rpc__cq_pool *p, int n)
 {
     memset(p, 0, sizeof(*p));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     p->cqs = tkv_calloc((size_t)n, sizeof(*p->cqs));
     p->threads = tkv_calloc((size_t)n, sizeof(*p->threads));
     if (p->cqs == NULL || p->threads == NULL) {

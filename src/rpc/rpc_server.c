@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
 #include "base/clock.h"
@@ -41,6 +42,7 @@ struct rpc_server {
     char *addr;
     rpc_server_opts opts; /* pointers in it are not kept */
     char **allowed_cn;    /* NULL-terminated copy, or NULL */
+    char **allowed_san;   /* NULL-terminated copy, or NULL */
     grpc_server_credentials *creds;
     bool tls;
     grpc_server *server;
@@ -325,24 +327,99 @@ static void post_recv(rpc_call *c)
     pthread_mutex_unlock(&c->mu);
 }
 
-static bool peer_allowed(rpc_call *c)
+/* Returns true when one of the auth context's properties @prop equals an entry of @allowed
+ * exactly (same length, same bytes: embedded NULs or prefixes never match). */
+static bool property_allowed(grpc_auth_context *ctx, const char *prop, char **allowed)
 {
-    char **allowed = c->srv->allowed_cn;
     if (allowed == NULL)
-        return true;
-    bool ok = false;
-    grpc_auth_context *ctx = grpc_call_auth_context(c->call);
-    if (ctx == NULL)
         return false;
+    grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ctx, prop);
+    const grpc_auth_property *p;
+    while ((p = grpc_auth_property_iterator_next(&it)) != NULL) {
+        for (char **a = allowed; *a != NULL; a++)
+            if (strlen(*a) == p->value_length && memcmp(*a, p->value, p->value_length) == 0)
+                return true;
+    }
+    return false;
+}
+
+/* Copies the certificate's first common name into @out (printable ASCII only, "" if none). */
+static void peer_cn(grpc_auth_context *ctx, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (ctx == NULL)
+        return;
     grpc_auth_property_iterator it =
         grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_CN_PROPERTY_NAME);
-    const grpc_auth_property *p;
-    while (!ok && (p = grpc_auth_property_iterator_next(&it)) != NULL) {
-        for (char **a = allowed; *a != NULL && !ok; a++)
-            ok = strlen(*a) == p->value_length && memcmp(*a, p->value, p->value_length) == 0;
+    const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+    if (p == NULL)
+        return;
+    size_t n = TKV_MIN(p->value_length, cap - 1);
+    for (size_t i = 0; i < n; i++)
+        out[i] = p->value[i] >= 0x20 && p->value[i] < 0x7f ? p->value[i] : '?';
+    out[n] = '\0';
+}
+
+/* The SAN kinds a certificate name allow-list compares against. */
+static const char *const san_props[] = {GRPC_PEER_DNS_PROPERTY_NAME, GRPC_PEER_URI_PROPERTY_NAME,
+                                        GRPC_PEER_EMAIL_PROPERTY_NAME, GRPC_PEER_IP_PROPERTY_NAME};
+
+/* Decides whether the call's peer may call: the gate, then the certificate allow-lists.
+ * Returns RPC_OK, or the refusal code with @reason set; @cn receives the certificate's
+ * common name for the rejection hook. */
+static rpc_code check_peer(rpc_call *c, const char *peer, const char **reason, char *cn,
+                           size_t cn_cap)
+{
+    rpc_server *s = c->srv;
+    cn[0] = '\0';
+    if (s->opts.peer_gate != NULL && !s->opts.peer_gate(peer, s->opts.hook_ud)) {
+        *reason = "peer temporarily refused after repeated failures";
+        return RPC_PERMISSION_DENIED;
     }
+    if (s->allowed_cn == NULL && s->allowed_san == NULL)
+        return RPC_OK;
+    grpc_auth_context *ctx = grpc_call_auth_context(c->call);
+    if (ctx == NULL || !grpc_auth_context_peer_is_authenticated(ctx)) {
+        if (ctx != NULL)
+            grpc_auth_context_release(ctx);
+        *reason = "no verified client certificate";
+        return RPC_UNAUTHENTICATED;
+    }
+    peer_cn(ctx, cn, cn_cap);
+    bool ok = property_allowed(ctx, GRPC_X509_CN_PROPERTY_NAME, s->allowed_cn);
+    for (size_t i = 0; !ok && i < TKV_ARRAY_LEN(san_props); i++)
+        ok = property_allowed(ctx, san_props[i], s->allowed_san);
     grpc_auth_context_release(ctx);
-    return ok;
+    if (ok)
+        return RPC_OK;
+    *reason = "client certificate name not allowed";
+    return RPC_PERMISSION_DENIED;
+}
+
+/* Runs the gate and allow-list for a new call; a refused call is ended here, reported to the
+ * rejection hook, and false returned. */
+static bool admit_peer(rpc_call *c)
+{
+    rpc_server *s = c->srv;
+    if (s->opts.peer_gate == NULL && s->allowed_cn == NULL && s->allowed_san == NULL)
+        return true;
+    char *peer = grpc_call_get_peer(c->call);
+    const char *reason = "";
+    char cn[128];
+    rpc_code code = check_peer(c, peer != NULL ? peer : "", &reason, cn, sizeof(cn));
+    if (code != RPC_OK) {
+        if (s->opts.on_peer_rejected != NULL) {
+            rpc_peer_rejection r = {.peer = peer != NULL ? peer : "",
+                                    .cert_cn = cn,
+                                    .method = c->path,
+                                    .code = code,
+                                    .reason = reason};
+            s->opts.on_peer_rejected(&r, s->opts.hook_ud);
+        }
+        end_by_server(c, code, reason);
+    }
+    gpr_free(peer);
+    return code == RPC_OK;
 }
 
 static void set_deadline(rpc_call *c)
@@ -384,8 +461,8 @@ static void dispatch(rpc_call *c)
         char msg[160];
         snprintf(msg, sizeof(msg), "unknown method %.120s", c->path);
         end_by_server(c, RPC_UNIMPLEMENTED, msg);
-    } else if (!peer_allowed(c)) {
-        end_by_server(c, RPC_PERMISSION_DENIED, "client certificate common name not allowed");
+    } else if (!admit_peer(c)) {
+        /* refused and ended by admit_peer */
     } else if (c->method->h.type == RPC_UNARY || c->method->h.type == RPC_SERVER_STREAMING) {
         post_recv(c);
     } else {
@@ -470,7 +547,7 @@ static void on_close(rpc__tag *t, bool ok)
         rpc__sendq_break(&c->sq);
         pthread_mutex_unlock(&c->mu);
         const rpc_handler *h = c->method != NULL ? &c->method->h : NULL;
-        if (c->owned && !atomic_load(&c->finished) && h->on_cancel != NULL)
+        if (h != NULL && c->owned && !atomic_load(&c->finished) && h->on_cancel != NULL)
             h->on_cancel(c, h->ud);
     }
     call_unref(c);
@@ -644,6 +721,15 @@ void rpc_server_opts_init(rpc_server_opts *o)
     o->accept_slots = 16;
 }
 
+static void free_name_list(char **list)
+{
+    if (list == NULL)
+        return;
+    for (char **a = list; *a != NULL; a++)
+        tkv_free(*a);
+    tkv_free(list);
+}
+
 static void server_destroy_fields(rpc_server *s)
 {
     for (size_t i = 0; i < s->n_methods; i++)
@@ -653,11 +739,8 @@ static void server_destroy_fields(rpc_server *s)
     for (size_t i = 0; i < s->n_health; i++)
         tkv_free(s->health[i].service);
     tkv_free(s->health);
-    if (s->allowed_cn != NULL) {
-        for (char **a = s->allowed_cn; *a != NULL; a++)
-            tkv_free(*a);
-        tkv_free(s->allowed_cn);
-    }
+    free_name_list(s->allowed_cn);
+    free_name_list(s->allowed_san);
     if (s->creds != NULL)
         grpc_server_credentials_release(s->creds);
     tkv_free(s->addr);
@@ -666,16 +749,18 @@ static void server_destroy_fields(rpc_server *s)
     tkv_free(s);
 }
 
-static int copy_cn_list(rpc_server *s, const char *const *list)
+/* Copies the NULL-terminated @list into *@out (NULL stays NULL). */
+static int copy_name_list(const char *const *list, char ***out)
 {
+    if (list == NULL)
+        return 0;
     size_t n = 0;
     while (list[n] != NULL)
         n++;
-    s->allowed_cn = tkv_calloc(n + 1, sizeof(char *));
-    if (s->allowed_cn == NULL)
+    if ((*out = tkv_calloc(n + 1, sizeof(char *))) == NULL)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++)
-        if ((s->allowed_cn[i] = tkv_strdup(list[i])) == NULL)
+        if (((*out)[i] = tkv_strdup(list[i])) == NULL)
             return -ENOMEM;
     return 0;
 }
@@ -693,17 +778,21 @@ int rpc_server_new(const rpc_server_opts *o, rpc_server **out)
     s->opts.addr = NULL;
     s->opts.tls = NULL;
     s->opts.cert_allowed_cn = NULL;
+    s->opts.cert_allowed_san = NULL;
     s->state = SRV_NEW;
     s->t_shutdown.fn = on_shutdown;
     int rc = (s->addr = tkv_strdup(o->addr)) == NULL ? -ENOMEM : 0;
     if (rc == 0)
         rc = health_put(s, "", 0, RPC_HEALTH_SERVING, false);
-    if (rc == 0 && o->cert_allowed_cn != NULL) {
+    if (rc == 0 && (o->cert_allowed_cn != NULL || o->cert_allowed_san != NULL)) {
         if (!rpc__tls_enabled(o->tls) || o->tls->ca_path == NULL) {
-            TKV_LOG_ERROR("cert-allowed-cn needs mutual TLS (ca-path, cert-path, key-path)");
+            TKV_LOG_ERROR("cert-allowed-cn and cert-allowed-san need mutual TLS (ca-path, "
+                          "cert-path, key-path)");
             rc = TKV_ECONFIG;
         } else {
-            rc = copy_cn_list(s, o->cert_allowed_cn);
+            rc = copy_name_list(o->cert_allowed_cn, &s->allowed_cn);
+            if (rc == 0)
+                rc = copy_name_list(o->cert_allowed_san, &s->allowed_san);
         }
     }
     if (rc != 0) {

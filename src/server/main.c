@@ -212,7 +212,7 @@ static int start(app *a)
 static void stop(app *a)
 {
     if (a->node)
-        srv_node_stop(a->node, 5000); /* new requests refused, calls in flight finish */
+        srv_node_stop(a->node, 1000); /* new requests refused, calls in flight finish */
     if (a->rs)
         rstore_stop(a->rs);
     pdc_close(a->pd); /* its heartbeat callbacks into raftstore end here */

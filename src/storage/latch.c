@@ -172,6 +172,7 @@ void stor_latch_release(stor_latches *t, stor_latch *l)
     /* Collect the latches that become first in a slot; continue them after this latch is
      * gone, so their callbacks may release other latches without deep recursion here. */
     stor_latch *wake_small[16];
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     stor_latch **wake = l->n <= 16 ? wake_small : tkv_xcalloc(l->n, sizeof(*wake));
     size_t nwake = 0;
     for (size_t i = 0; i < l->n; i++) {

@@ -95,6 +95,48 @@ check "installed library" 0 "ok: hello = world" -- "$TMP/user_example" "$PD"
 exec 7>&-
 wait "$FAKE_PID"
 FAKE_PID=""
+
+# TLS: a fake cluster that speaks mutual TLS, reached with tikv-ctl's TLS flags.
+PKI="$TMP/pki"
+mkdir -p "$PKI"
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+(
+    cd "$PKI"
+    # shellcheck disable=SC2086
+    openssl req -x509 $ec -keyout ca.key -out ca.pem -days 2 -subj '/CN=e2e CA' 2>/dev/null
+    for leaf in server client; do
+        # shellcheck disable=SC2086
+        openssl req $ec -keyout $leaf.key -out $leaf.csr -subj "/CN=$leaf" 2>/dev/null
+        if [ $leaf = server ]; then
+            echo "subjectAltName=IP:127.0.0.1" >$leaf.ext
+        else
+            echo "extendedKeyUsage=clientAuth" >$leaf.ext
+        fi
+        openssl x509 -req -in $leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -out $leaf.pem -days 2 -extfile $leaf.ext 2>/dev/null
+    done
+)
+rm -f "$TMP/in" "$TMP/addr"
+mkfifo "$TMP/in"
+FAKE_TLS_DIR="$PKI" "$FAKE" <"$TMP/in" >"$TMP/addr" 2>"$TMP/fake-tls.log" &
+FAKE_PID=$!
+exec 7>"$TMP/in"
+for _ in $(seq 1 200); do
+    [ -s "$TMP/addr" ] && break
+    sleep 0.05
+done
+PD="$(head -1 "$TMP/addr")"
+t=("$CTL" --pd "$PD" --ca-path "$PKI/ca.pem" --cert-path "$PKI/client.pem"
+    --key-path "$PKI/client.key")
+check "tls put" 0 "ok" -- "${t[@]}" raw put tk tv
+check "tls get" 0 "tv" -- "${t[@]}" raw get tk
+check "tls txn" 0 "committed at ts" -- "${t[@]}" txn put tt tv
+check "plaintext refused" 3 "cannot connect" -- "$CTL" --pd "$PD" --timeout 500 raw get tk
+check "bad ca path" 3 "cannot connect" -- "$CTL" --pd "$PD" --ca-path /nonexistent/ca.pem raw get tk
+exec 7>&-
+wait "$FAKE_PID"
+FAKE_PID=""
+
 if [ "$fails" != 0 ]; then
     echo "$fails check(s) failed"
     exit 1

@@ -333,6 +333,13 @@ static fpd_region *route(fake_store *st, const Kvrpcpb__Context *ctx, rerr *r)
         r->e.store_not_match = &r->snm;
         return NULL;
     }
+    if (inj->key_not_in_region > 0) {
+        inj->key_not_in_region--;
+        errorpb__key_not_in_region__init(&r->knr);
+        r->knr.region_id = ctx != NULL ? ctx->region_id : 0;
+        r->e.key_not_in_region = &r->knr;
+        return NULL;
+    }
     if (inj->not_leader_no_hint > 0) {
         inj->not_leader_no_hint--;
         errorpb__not_leader__init(&r->nl);
@@ -1202,6 +1209,7 @@ void fake_cluster_start(fake_cluster *fc, fake_pd *pd, int n)
         rpc_server_opts_init(&o);
         o.addr = "127.0.0.1:0";
         o.cq_threads = 1;
+        o.tls = fpd_server_tls();
         assert_int_equal(rpc_server_new(&o, &st->srv), 0);
         char path[96];
         for (size_t m = 0; m < TKV_ARRAY_LEN(methods); m++) {
@@ -1230,6 +1238,8 @@ void fake_cluster_stop(fake_cluster *fc)
     fc->n_dropped = 0;
     pthread_mutex_unlock(&fc->pd->mu);
     for (int i = 0; i < fc->n_stores; i++) {
+        if (fc->stores[i].srv == NULL)
+            continue;
         rpc_server_shutdown(fc->stores[i].srv, 0);
         rpc_server_free(fc->stores[i].srv);
     }
@@ -1247,6 +1257,15 @@ void fake_cluster_stop(fake_cluster *fc)
         free(k->w);
     }
     free(fc->tk);
+}
+
+void fake_cluster_kill_store(fake_cluster *fc, uint64_t id)
+{
+    fake_store *st = fake_cluster_store(fc, id);
+    rpc_server *s = st->srv;
+    st->srv = NULL;
+    rpc_server_shutdown(s, 0);
+    rpc_server_free(s);
 }
 
 fake_store *fake_cluster_store(fake_cluster *fc, uint64_t id)

@@ -40,6 +40,7 @@ typedef struct fs_inject {
     int stale_command;
     int not_leader_no_hint;
     int store_not_match;
+    int key_not_in_region;
     int drop;             /* never answer (the client's deadline must fire) */
     char drop_method[32]; /* with drop: only this method ("" for any) */
 } fs_inject;
@@ -107,6 +108,8 @@ struct fake_cluster {
 void fake_cluster_start(fake_cluster *fc, fake_pd *pd, int n);
 /* Stops the stores and frees the data. */
 void fake_cluster_stop(fake_cluster *fc);
+/* Stops store @id's server (connections to it are refused from now on). */
+void fake_cluster_kill_store(fake_cluster *fc, uint64_t id);
 /* Returns the store with @id. */
 fake_store *fake_cluster_store(fake_cluster *fc, uint64_t id);
 /* Returns how many requests of @method (e.g. "RawGet") the stores answered. */

@@ -269,6 +269,43 @@ static void test_not_leader_without_a_hint_and_region_not_found_ask_pd_again(voi
     fx_stop(&f);
 }
 
+static void test_key_not_in_region_drops_the_region_and_asks_pd(void **state)
+{
+    (void)state;
+    fx f;
+    fx_start(&f, 3, false, splits3, 2, NULL);
+    put(f.c, "h", "1");
+    int lookups = fake_pd_calls(&f.pd, FPD_GET_REGION);
+    pthread_mutex_lock(&f.pd.mu);
+    fake_cluster_store(&f.fc, 2)->inj.key_not_in_region = 1;
+    pthread_mutex_unlock(&f.pd.mu);
+    expect(f.c, "h", "1");
+    assert_int_equal(fake_pd_calls(&f.pd, FPD_GET_REGION), lookups + 1);
+    assert_int_equal(fake_cluster_count(&f.fc, "RawGet"), 2);
+    fx_stop(&f);
+}
+
+static void test_an_unreachable_leader_makes_the_client_try_the_other_peers(void **state)
+{
+    (void)state;
+    fx f;
+    fx_start(&f, 3, false, splits3, 2, NULL);
+    put(f.c, "a", "1"); /* region 2: leader store 1, peers on 1, 2, 3 */
+    /* Store 1 dies; store 3 wins the election, but PD has not heard of it yet. */
+    fake_cluster_kill_store(&f.fc, 1);
+    pthread_mutex_lock(&f.pd.mu);
+    f.pd.stale_leader_store = 1;
+    pthread_mutex_unlock(&f.pd.mu);
+    fake_pd_set_region_leader(&f.pd, 2, 3);
+    uint64_t t0 = tkv_clock_mono_ms();
+    expect(f.c, "a", "1");
+    /* Store 2 was tried next and pointed at store 3: no backoff sleep was needed. */
+    assert_true(tkv_clock_mono_ms() - t0 < 2000);
+    assert_true(fake_cluster_store(&f.fc, 3)->requests >= 1);
+    expect(f.c, "a", "1");
+    fx_stop(&f);
+}
+
 static void test_store_not_match_and_stale_command_are_retried(void **state)
 {
     (void)state;
@@ -675,6 +712,8 @@ int main(void)
         cmocka_unit_test(test_epoch_not_match_after_a_split_installs_the_new_regions),
         cmocka_unit_test(test_not_leader_with_a_hint_moves_the_leader),
         cmocka_unit_test(test_not_leader_without_a_hint_and_region_not_found_ask_pd_again),
+        cmocka_unit_test(test_key_not_in_region_drops_the_region_and_asks_pd),
+        cmocka_unit_test(test_an_unreachable_leader_makes_the_client_try_the_other_peers),
         cmocka_unit_test(test_store_not_match_and_stale_command_are_retried),
         cmocka_unit_test(test_server_busy_is_backed_off_and_the_backoff_is_bounded),
         cmocka_unit_test(test_pd_unavailable_for_a_while_is_retried),

@@ -172,6 +172,10 @@ static void answer_region(fake_pd *p, rpc_call *call, int idx)
         fpd_region_to_msg(&p->regions[idx], &m);
         r.region = &m.r;
         r.leader = &m.leader;
+        for (size_t i = 0; p->stale_leader_store != 0 && i < m.r.n_peers; i++) {
+            if (m.peers[i].store_id == p->stale_leader_store)
+                r.leader = &m.peers[i];
+        }
     }
     reply(call, &r.base);
 }
@@ -363,6 +367,10 @@ static void on_unary(rpc_call *call, tkv_slice msg, void *ud)
         rpc_msg_free(&q->base);
     } else if (strcmp(name, "AllocID") == 0) {
         p->calls[FPD_ALLOC_ID]++;
+        Pdpb__AllocIDRequest *q;
+        UNPACK(Pdpb__AllocIDRequest, pdpb__alloc_idrequest__descriptor, q);
+        seen_header(p, q->header);
+        rpc_msg_free(&q->base);
         Pdpb__AllocIDResponse r = PDPB__ALLOC_IDRESPONSE__INIT;
         r.header = &h;
         r.id = ++p->next_id;
@@ -662,12 +670,25 @@ static void on_stream_cancel(rpc_call *call, void *ud)
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
 
+static const rpc_tls *server_tls;
+
+void fpd_set_server_tls(const rpc_tls *tls)
+{
+    server_tls = tls;
+}
+
+const rpc_tls *fpd_server_tls(void)
+{
+    return server_tls;
+}
+
 static void start_member(fake_pd *p, int i)
 {
     rpc_server_opts o;
     rpc_server_opts_init(&o);
     o.addr = "127.0.0.1:0";
     o.cq_threads = 1;
+    o.tls = server_tls;
     assert_int_equal(rpc_server_new(&o, &p->srv[i]), 0);
     p->ud[i].pd = p;
     p->ud[i].idx = i;

@@ -114,7 +114,10 @@ typedef struct fake_pd {
     size_t n_regions;
     fpd_store stores[FPD_MAX_STORES];
     size_t n_stores;
-    int region_lookups_fail;              /* the next N region lookups answer UNAVAILABLE */
+    int region_lookups_fail; /* the next N region lookups answer UNAVAILABLE */
+    /* When non-zero, region answers name the peer on this store as the leader, whatever the
+     * truth (a PD that has not heard the last election yet). */
+    uint64_t stale_leader_store;
     uint8_t last_region_key[FPD_MAX_KEY]; /* key of the last GetRegion / GetPrevRegion */
     size_t last_region_key_len;
 
@@ -140,6 +143,12 @@ typedef struct fake_pd {
     } etcd[FPD_MAX_ETCD];
     size_t n_etcd;
 } fake_pd;
+
+/* Makes the servers of fakes started from now on use @tls (NULL: plaintext); @tls must stay
+ * valid while they start. */
+void fpd_set_server_tls(const rpc_tls *tls);
+/* Returns the TLS setting of fpd_set_server_tls. */
+const rpc_tls *fpd_server_tls(void);
 
 /* Starts @n_members members (member 0 leads) with cluster id @cluster_id. Fails the test on
  * error. */

@@ -71,6 +71,12 @@ static void test_open_finds_cluster_id_and_leader_from_a_follower(void **state)
     assert_int_equal(p.last_cluster_id_seen, CLUSTER_ID);
     assert_int_equal(p.last_sender_id, 42);
     pthread_mutex_unlock(&p.mu);
+    pdc_set_sender_id(c, 43);
+    uint64_t id;
+    assert_int_equal(pdc_alloc_id(c, &id), 0);
+    pthread_mutex_lock(&p.mu);
+    assert_int_equal(p.last_sender_id, 43);
+    pthread_mutex_unlock(&p.mu);
     pdc_close(c);
     fake_pd_stop(&p);
 }

@@ -30,7 +30,7 @@ static void assert_packs_to(const ProtobufCMessage *msg, const uint8_t *want, si
     assert_non_null(buf);
     assert_int_equal(protobuf_c_message_pack(msg, buf), n);
     if (memcmp(buf, want, n) != 0) {
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n && i < want_len; i++)
             printf("# byte %zu: got 0x%02x want 0x%02x\n", i, buf[i], want[i]);
         fail_msg("packed bytes differ");
     }

@@ -11,8 +11,10 @@
 
 #include <cmocka.h>
 
+#include "base/codec.h"
 #include "base/keys.h"
 #include "base/metrics.h"
+#include "raftstore/rstore_int.h"
 #include "rs_testutil.h"
 
 typedef struct single {
@@ -274,6 +276,95 @@ static void test_delete_range_and_cfs(void **state)
     single_close(&s);
 }
 
+/* Split keys: raw keys as they are, MVCC keys without their timestamp, so every version of a
+ * transactional key stays in one region. */
+static void test_split_check_picks_valid_boundaries(void **state)
+{
+    (void)state;
+    eng_db *db;
+    assert_int_equal(eng_mem_open(NULL, &db), 0);
+    eng_batch *b;
+    assert_int_equal(eng_batch_new(db, &b), 0);
+    char value[1024];
+    memset(value, 'v', sizeof(value));
+    tkv_buf k;
+    tkv_buf_init(&k);
+    /* 64 raw keys of about 1 KiB in default. */
+    for (int i = 0; i < 64; i++) {
+        char raw[16];
+        snprintf(raw, sizeof(raw), "r%04d", i);
+        tkv_buf_reset(&k);
+        assert_int_equal(tkv_keys_data_key(&k, tkv_slice_str(raw)), 0);
+        assert_int_equal(
+            eng_batch_put(b, ENG_CF_DEFAULT, tkv_buf_slice(&k), tkv_slice_of(value, sizeof(value))),
+            0);
+    }
+    /* 64 transactional keys, three versions each, in write. */
+    for (int i = 0; i < 64; i++) {
+        char user[16];
+        snprintf(user, sizeof(user), "t%04d", i);
+        for (uint64_t ts = 1; ts <= 3; ts++) {
+            tkv_buf_reset(&k);
+            assert_int_equal(tkv_buf_append_u8(&k, 'z'), 0);
+            assert_int_equal(tkv_keys_mvcc_encode(&k, tkv_slice_str(user)), 0);
+            assert_int_equal(tkv_keys_append_ts(&k, ts * 10), 0);
+            assert_int_equal(
+                eng_batch_put(b, ENG_CF_WRITE, tkv_buf_slice(&k), tkv_slice_of(value, 400)), 0);
+        }
+    }
+    assert_int_equal(eng_write(db, b, false), 0);
+    eng_batch_free(b);
+    rstore s;
+    memset(&s, 0, sizeof(s));
+    rstore_opts_init(&s.opts);
+    s.opts.kv = db;
+    s.opts.region_split_size = 8 * 1024;
+    s.opts.region_max_size = 12 * 1024;
+    Metapb__RegionEpoch ep = METAPB__REGION_EPOCH__INIT;
+    Metapb__Region region = METAPB__REGION__INIT;
+    region.region_epoch = &ep;
+    rstore_split_check c;
+    rstore__split_check(&s, &region, false, &c);
+    assert_true(c.size_bytes > 64 * 1024);
+    assert_int_equal(c.keys, 64 + 64 * 3);
+    assert_true(c.n_split_keys >= 2);
+    size_t raw = 0, txn = 0;
+    for (size_t i = 0; i < c.n_split_keys; i++) {
+        tkv_slice key = tkv_buf_slice(&c.split_keys[i]);
+        if (i > 0)
+            assert_true(tkv_slice_cmp(tkv_buf_slice(&c.split_keys[i - 1]), key) < 0);
+        if (key.data[0] == 'r') {
+            raw++;
+            assert_int_equal(key.len, 5); /* a raw key, unchanged */
+        } else {
+            txn++;
+            /* An encoded user key without a timestamp: decodes completely. */
+            tkv_slice in = key;
+            tkv_buf user;
+            tkv_buf_init(&user);
+            assert_int_equal(tkv_codec_decode_bytes(&in, &user), 0);
+            assert_int_equal(in.len, 0);
+            assert_int_equal(user.len, 5);
+            assert_int_equal(user.data[0], 't');
+            tkv_buf_deinit(&user);
+        }
+    }
+    assert_true(raw > 0 && txn > 0);
+    for (size_t i = 0; i < c.n_split_keys; i++)
+        tkv_buf_deinit(&c.split_keys[i]);
+    tkv_free(c.split_keys);
+    /* A small region is not split unless forced, and then in two. */
+    s.opts.region_max_size = 1u << 30;
+    rstore__split_check(&s, &region, false, &c);
+    assert_int_equal(c.n_split_keys, 0);
+    rstore__split_check(&s, &region, true, &c);
+    assert_int_equal(c.n_split_keys, 1);
+    tkv_buf_deinit(&c.split_keys[0]);
+    tkv_free(c.split_keys);
+    tkv_buf_deinit(&k);
+    eng_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_restart_recovers_data_and_apply_index),
         cmocka_unit_test(test_region_errors_write_nothing),
         cmocka_unit_test(test_delete_range_and_cfs),
+        cmocka_unit_test(test_split_check_picks_valid_boundaries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -348,7 +348,7 @@ static void test_removed_peer_is_destroyed(void **state)
     put_ok(&c, region, "gone", "soon");
     int l = leader_of(&c, region);
     int victim = (l + 1) % 3;
-    rstore_region_info vi;
+    rstore_region_info vi = {0};
     assert_true(info_of(&c, victim, region, &vi));
     assert_int_equal(rstore_change_peer(c.nodes[l].rs, region, true, false, vi.peer_id,
                                         c.nodes[victim].store_id),
@@ -363,6 +363,32 @@ static void test_removed_peer_is_destroyed(void **state)
     assert_false(found);
     tkv_buf_deinit(&val);
     put_ok(&c, region, "still", "works");
+    cluster_stop(&c);
+}
+
+/* A replica removed while its store was down learns it when it comes back (the members
+ * answer its messages with a gc message) and destroys itself. */
+static void test_replica_removed_while_down_destroys_itself(void **state)
+{
+    (void)state;
+    cluster c;
+    cluster_start(&c, 3);
+    uint64_t region = three_replicas(&c);
+    put_ok(&c, region, "k", "v");
+    int l = leader_of(&c, region);
+    int victim = (l + 1) % 3;
+    rstore_region_info vi = {0};
+    assert_true(info_of(&c, victim, region, &vi));
+    node_stop(&c, victim);
+    assert_int_equal(rstore_change_peer(c.nodes[l].rs, region, true, false, vi.peer_id,
+                                        c.nodes[victim].store_id),
+                     0);
+    probe left = {.c = &c, .node = l, .region = region, .peers = 2};
+    assert_true(rs_wait_for(replica_has_peers, &left, 10000));
+    node_start(&c, victim);
+    probe pr = {.c = &c, .node = victim, .region = region};
+    assert_true(rs_wait_for(replica_gone, &pr, 15000));
+    put_ok(&c, region, "k2", "v2");
     cluster_stop(&c);
 }
 
@@ -446,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_leader_store_stops_and_restarts),
         cmocka_unit_test(test_lagging_replica_catches_up_by_snapshot),
         cmocka_unit_test(test_removed_peer_is_destroyed),
+        cmocka_unit_test(test_replica_removed_while_down_destroys_itself),
         cmocka_unit_test(test_split_makes_two_served_regions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

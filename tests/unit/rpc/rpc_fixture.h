@@ -53,11 +53,27 @@ typedef struct fixture {
 
 /* Server settings a test may change; zero values keep the defaults. */
 typedef struct fix_cfg {
-    const rpc_tls *tls;            /* NULL: plaintext */
-    int max_recv;                  /* <= 0: unlimited */
-    const char *const *allowed_cn; /* NULL: any client */
+    const rpc_tls *tls;             /* NULL: plaintext */
+    int max_recv;                   /* <= 0: unlimited */
+    const char *const *allowed_cn;  /* NULL: any client */
+    const char *const *allowed_san; /* NULL: none by SAN */
+    /* rpc_server_opts hooks (NULL: none); ud is hook_ud. */
+    bool (*peer_gate)(const char *peer, void *ud);
+    void (*on_peer_rejected)(const rpc_peer_rejection *r, void *ud);
+    void *hook_ud;
     int min_recv_ping_interval_ms; /* 0: rpc_server_opts_init's default */
 } fix_cfg;
+
+/* Test certificates made with the openssl CLI (EC P-256, valid 2 days) in directory @dir:
+ * fix_pki_ca writes <@base>.pem and <@base>.key, a self-signed CA named @cn; fix_pki_cert
+ * writes <@base>.pem and <@base>.key signed by the CA <@ca>.pem/<@ca>.key, with subject
+ * CN=@cn and the extension line @ext ("subjectAltName=DNS:x", "extendedKeyUsage=clientAuth").
+ * Fails the test when openssl fails. */
+void fix_pki_ca(const char *dir, const char *base, const char *cn);
+void fix_pki_cert(const char *dir, const char *ca, const char *base, const char *cn,
+                  const char *ext);
+/* Runs a shell command and fails the test unless it exits 0. */
+void fix_run(const char *cmd);
 
 /* Starts a fixture server on 127.0.0.1:0 with @cfg (NULL: defaults). Fails the test on
  * error. */

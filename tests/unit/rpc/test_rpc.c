@@ -698,7 +698,10 @@ static rpc_stream *open_count(rpc_channel *ch, uint64_t n, cb_probe *p, int free
     uint8_t m[8];
     fix_put_u64(m, n);
     assert_int_equal(rpc_stream_send(s, tkv_slice_of(m, 8)), 0);
-    assert_int_equal(rpc_stream_close_send(s), 0);
+    /* A stream that frees itself from a callback may be gone as soon as Count answered (it
+     * does not wait for the half-close): it must not be touched again. */
+    if (!free_in_done && free_at == 0)
+        assert_int_equal(rpc_stream_close_send(s), 0);
     return s;
 }
 
@@ -722,7 +725,7 @@ static void test_streams_can_be_freed_from_their_own_callbacks(void **state)
 
     /* Freed from on_message: no callback follows, not even on_done. */
     cb_probe b;
-    s = open_count(ch, 1000, &b, 5, false);
+    TKV_IGNORE(open_count(ch, 1000, &b, 5, false) == NULL); /* frees itself */
     /* Freed from on_done. */
     cb_probe d;
     rpc_stream *self_freeing = open_count(ch, 3, &d, 0, true); /* on_done frees it */
@@ -851,13 +854,6 @@ typedef struct pki {
 
 enum { CA_PEM, SERVER_PEM, SERVER_KEY, CLIENT_PEM, CLIENT_KEY, ROGUE_PEM, ROGUE_KEY };
 
-static void run(const char *cmd)
-{
-    int rc = system(cmd);
-    if (rc != 0)
-        fail_msg("command failed (%d): %s", rc, cmd);
-}
-
 /* Makes a throw-away CA, a server certificate for 127.0.0.1, a client certificate with CN
  * "client-ok" and one with CN "rogue", all signed by the CA, with the openssl CLI. */
 static void make_pki(pki *p)
@@ -870,33 +866,17 @@ static void make_pki(pki *p)
     memcpy(dir, p->dir, sizeof(dir));
     for (int i = 0; i < 8; i++)
         snprintf(p->path[i], sizeof(p->path[i]), "%s/%s", dir, names[i]);
-    char cmd[2048];
-    const char *ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    snprintf(cmd, sizeof(cmd),
-             "cd %s && openssl req -x509 %s -keyout ca.key -out ca.pem -days 2 "
-             "-subj '/CN=tikv-c test CA' 2>/dev/null",
-             p->dir, ec);
-    run(cmd);
-    const char *leaf[][3] = {{"server", "server", "subjectAltName=IP:127.0.0.1,DNS:localhost"},
-                             {"client", "client-ok", "extendedKeyUsage=clientAuth"},
-                             {"rogue", "rogue", "extendedKeyUsage=clientAuth"}};
-    for (int i = 0; i < 3; i++) {
-        snprintf(cmd, sizeof(cmd),
-                 "cd %s && openssl req %s -keyout %s.key -out %s.csr -subj '/CN=%s' 2>/dev/null && "
-                 "printf '%%s\\n' '%s' > %s.ext && "
-                 "openssl x509 -req -in %s.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-                 "-out %s.pem -days 2 -extfile %s.ext 2>/dev/null",
-                 p->dir, ec, leaf[i][0], leaf[i][0], leaf[i][1], leaf[i][2], leaf[i][0], leaf[i][0],
-                 leaf[i][0], leaf[i][0]);
-        run(cmd);
-    }
+    fix_pki_ca(dir, "ca", "tikv-c test CA");
+    fix_pki_cert(dir, "ca", "server", "server", "subjectAltName=IP:127.0.0.1,DNS:localhost");
+    fix_pki_cert(dir, "ca", "client", "client-ok", "extendedKeyUsage=clientAuth");
+    fix_pki_cert(dir, "ca", "rogue", "rogue", "extendedKeyUsage=clientAuth");
 }
 
 static void drop_pki(pki *p)
 {
     char cmd[256];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p->dir);
-    run(cmd);
+    fix_run(cmd);
 }
 
 static void test_mutual_tls_refuses_a_client_without_certificate(void **state)
