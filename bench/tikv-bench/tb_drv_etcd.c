@@ -534,7 +534,7 @@ static int preload_chunk(void *arg, uint64_t lo, uint64_t hi, char *err, size_t 
     uint8_t(*vals)[TB_VALUE_LEN] = tkv_calloc(n, TB_VALUE_LEN);
     Etcdserverpb__PutRequest *puts = tkv_calloc(n, sizeof(*puts));
     Etcdserverpb__RequestOp *rop = tkv_calloc(n, sizeof(*rop));
-    Etcdserverpb__RequestOp **rops = tkv_calloc(n, sizeof(*rops));
+    Etcdserverpb__RequestOp **rops = tkv_calloc(n, sizeof(Etcdserverpb__RequestOp *));
     int rc = -ENOMEM;
     if (keys == NULL || vals == NULL || puts == NULL || rop == NULL || rops == NULL) {
         snprintf(err, err_len, "preload: out of memory");

@@ -104,6 +104,17 @@ static int split_list(char *s, const char **out, int max)
     return n;
 }
 
+static bool parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
 static bool parse_u64(const char *s, uint64_t *out)
 {
     char *end;
@@ -208,13 +219,11 @@ static int parse_opts(int argc, char **argv, opts *o)
             o->accounts = u;
             break;
         case 'W':
-            o->warmup_s = atof(optarg);
-            if (o->warmup_s < 0)
+            if (!parse_double(optarg, &o->warmup_s) || o->warmup_s < 0)
                 return -1;
             break;
         case 's':
-            o->seconds = atof(optarg);
-            if (o->seconds <= 0)
+            if (!parse_double(optarg, &o->seconds) || o->seconds <= 0)
                 return -1;
             break;
         case 'q':
@@ -267,8 +276,7 @@ static int parse_opts(int argc, char **argv, opts *o)
             o->seed_set = true;
             break;
         case 'T':
-            o->settle_s = atof(optarg);
-            if (o->settle_s < 0)
+            if (!parse_double(optarg, &o->settle_s) || o->settle_s < 0)
                 return -1;
             break;
         case 'h':
@@ -442,7 +450,7 @@ static int run_bench(opts *o)
                   .conns = o->conns,
                   .timeout_ms = o->timeout_ms};
 
-    const tb_driver_ops *ops[MAX_DRIVERS];
+    const tb_driver_ops *ops[MAX_DRIVERS] = {NULL};
     tb_driver *drv[MAX_DRIVERS] = {NULL};
     int failed = 0;
     char err[TB_ERR_MSG_LEN];
@@ -600,7 +608,7 @@ static int run_bench(opts *o)
     }
 out:
     for (int i = 0; i < o->n_drivers; i++)
-        if (drv[i] != NULL)
+        if (ops[i] != NULL && drv[i] != NULL)
             ops[i]->close(drv[i]);
     tb_ledger_deinit(&kv);
     tb_ledger_deinit(&txn);
@@ -659,13 +667,10 @@ static int cmd_wait_cluster(int argc, char **argv)
     int c;
     optind = 2;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
-        if (c == 'p')
-            pd = optarg;
-        else if (c == 'r' && parse_u64(optarg, &replicas))
-            continue;
-        else if (c == 't' && parse_u64(optarg, &timeout_s))
-            continue;
-        else {
+        bool ok = (c == 'p' && (pd = optarg) != NULL) ||
+                  (c == 'r' && parse_u64(optarg, &replicas)) ||
+                  (c == 't' && parse_u64(optarg, &timeout_s));
+        if (!ok) {
             usage(stderr);
             return 2;
         }

@@ -347,7 +347,8 @@ int tb_report(const char *const *paths, int n, uint64_t base_keys, FILE *f, cons
     for (size_t i = 0; i < t.n; i++)
         for (int fl = 0; fl < F__COUNT; fl++)
             t.g[i].med[fl] = tb_median(t.g[i].v[fl], t.g[i].n[fl]);
-    qsort(t.g, t.n, sizeof(*t.g), group_order);
+    if (t.n > 1)
+        qsort(t.g, t.n, sizeof(*t.g), group_order);
 
     json_t *rows = json_array();
     fprintf(f, ROW_FMT, "workload", "clients", "keys", "system", "ops/s", "p50 ms", "p99 ms",

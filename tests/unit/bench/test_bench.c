@@ -87,8 +87,10 @@ static void test_hist_percentiles_match_exact_ranks(void **state)
     assert_int_equal(a->count, h->count);
     assert_int_equal(a->min_ns, 1000);
     assert_int_equal(a->max_ns, 10000 * 1000);
-    for (double p = 1; p < 100; p += 7.5)
+    for (int i = 0; i < 14; i++) {
+        double p = 1 + 7.5 * i;
         assert_int_equal(tb_hist_percentile(a, p), tb_hist_percentile(h, p));
+    }
     free(a);
     free(b);
     free(h);
