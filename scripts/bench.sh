@@ -11,9 +11,13 @@
 #      3 tikv-server) and measures it with tikv-bench (drivers tikv-raw and tikv-txn) and
 #      go-ycsb-lite, stops it, then starts a fresh 3-member etcd cluster and measures it
 #      with tikv-bench (driver etcd), stops it: the systems alternate inside the run, since
-#      this machine's disk drifts. Everything listens on 127.0.0.1 (free ports), data lives
-#      under one temporary directory on the same disk, and both systems keep their default
-#      durability (tikv-c syncs its raft log; etcd fsyncs its WAL);
+#      this machine's disk drifts. The matrix: put, get (etcd also serializable get), YCSB
+#      A/B/C (zipfian), scan of 100 keys, single-key transaction puts and 4-key transfers,
+#      each at 1, 16, 64 and 256 clients, 0.5 s warm-up and a 3 s window per cell (--long:
+#      2 s + 6 s; --quick: every workload, but only put and get at all four levels, the
+#      others at one or two, 0.5 s + 1.5 s). Everything listens on 127.0.0.1 (free ports),
+#      data lives under one temporary directory on the same disk, and both systems keep
+#      their default durability (tikv-c syncs its raft log; etcd fsyncs its WAL);
 #   3. the scale rows: put and get on a tikv-c cluster preloaded with --scale-keys keys
 #      (10,000,000; 1,000,000 with --quick), N runs on one cluster;
 #   4. the micro-figures: rpc-bench (1 and 64 clients), raft-bench, pd-bench tso (batch 1
@@ -51,7 +55,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift ;;
     --keep) KEEP=1 ;;
     -h | --help)
-        sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -61,14 +65,28 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+if ! [[ "$RUNS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "bench.sh: --runs takes a positive number" >&2
+    exit 2
+fi
+if [ "$RUNS" -lt 3 ]; then
+    echo "bench.sh: warning: $RUNS run(s); the figures are medians only with 3 or more" >&2
+fi
 if [ -z "$SCALE_KEYS" ]; then
     SCALE_KEYS=$([ "$QUICK" = 1 ] && echo 1000000 || echo 10000000)
 fi
 BENCH_ARGS=()
 [ "$QUICK" = 1 ] && BENCH_ARGS+=(--quick)
 [ "$LONG" = 1 ] && BENCH_ARGS+=(--long)
+# The Go client runs YCSB A and C at the same concurrency levels and windows as tikv-bench.
 GO_ARGS=()
-[ "$QUICK" = 1 ] && GO_ARGS+=(--quick)
+if [ "$QUICK" = 1 ]; then
+    GO_ARGS+=(--quick --clients 64)
+elif [ "$LONG" = 1 ]; then
+    GO_ARGS+=(--clients 1,16,64,256 --warmup 2 --seconds 6)
+else
+    GO_ARGS+=(--clients 1,16,64,256 --warmup 0.5 --seconds 3)
+fi
 started=$(date +%s)
 
 say() {
@@ -76,7 +94,15 @@ say() {
 }
 
 # ---- 1. dependencies and builds ---------------------------------------------------------
-scripts/install-deps.sh etcd-server etcd-client
+if ! scripts/install-deps.sh etcd-server etcd-client; then
+    echo "bench.sh: apt could not install etcd-server and etcd-client (the peer system);" \
+        "install them (apt-get install etcd-server etcd-client) and run again" >&2
+    exit 1
+fi
+if ! command -v etcd >/dev/null 2>&1; then
+    echo "bench.sh: etcd-server is installed but no etcd binary is on PATH" >&2
+    exit 1
+fi
 make -s build >/dev/null
 for b in tikv-bench rpc-bench raft-bench pd-bench; do
     if [ ! -x "$BIN/$b" ]; then

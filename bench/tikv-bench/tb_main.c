@@ -75,13 +75,14 @@ static void usage(FILE *f)
             "  --etcd ADDRS         etcd client endpoints (driver etcd; the leader is found)\n"
             "  --driver LIST        tikv-raw,tikv-txn | etcd (default: from --pd / --etcd)\n"
             "  --workloads LIST     put,get,get-ser,ycsb-a,ycsb-b,ycsb-c,scan,txn-put,transfer\n"
-            "  --clients LIST       concurrency levels for every workload (default: per workload)\n"
+            "  --clients LIST       concurrency levels for every workload (default 1,16,64,256;\n"
+            "                       --quick: fewer per workload, every workload at least once)\n"
             "  --keys N             preloaded keys (default 100000)\n"
             "  --accounts N         accounts of the transfer workload (default 10000)\n"
-            "  --warmup S           seconds before the window (default 2)\n"
-            "  --seconds S          measured window per cell (default 6)\n"
-            "  --quick              0.5 s warm-up, 1.5 s window\n"
-            "  --long               every workload at 1, 16, 64 and 256 clients\n"
+            "  --warmup S           seconds before the window (default 0.5)\n"
+            "  --seconds S          measured window per cell (default 3)\n"
+            "  --quick              0.5 s warm-up, 1.5 s window, fewer concurrency levels\n"
+            "  --long               2 s warm-up, 6 s window\n"
             "  --json FILE          write the results as JSON\n"
             "  --server-pids LIST   server processes whose CPU and RSS are reported\n"
             "  --mode M             auto (default), async or threads\n"
@@ -301,17 +302,18 @@ static int parse_opts(int argc, char **argv, opts *o)
         }
     }
     if (o->warmup_s < 0)
-        o->warmup_s = o->quick ? 0.5 : 2;
+        o->warmup_s = o->quick || !o->longrun ? 0.5 : 2;
     if (o->seconds < 0)
-        o->seconds = o->quick ? 1.5 : 6;
+        o->seconds = o->quick ? 1.5 : o->longrun ? 6 : 3;
     return 0;
 }
 
-/* The default concurrency levels of each workload (--long: all four everywhere). */
-static int default_levels(tb_workload w, bool longrun, int *out)
+/* The default concurrency levels of each workload: all four everywhere, except with --quick
+ * (put and get at all four, every other workload at one or two levels). */
+static int default_levels(tb_workload w, bool quick, int *out)
 {
     static const int all[] = {1, 16, 64, 256};
-    if (longrun) {
+    if (!quick) {
         memcpy(out, all, sizeof(all));
         return 4;
     }
@@ -538,7 +540,7 @@ static int run_bench(opts *o)
             continue;
         int levels[MAX_LEVELS];
         int n_levels =
-            o->n_clients > 0 ? o->n_clients : default_levels((tb_workload)w, o->longrun, levels);
+            o->n_clients > 0 ? o->n_clients : default_levels((tb_workload)w, o->quick, levels);
         if (o->n_clients > 0)
             memcpy(levels, o->clients, sizeof(int) * (size_t)o->n_clients);
         for (int li = 0; li < n_levels; li++) {
