@@ -4,7 +4,8 @@
 # second per cell, and fails unless every cell completed operations without a single
 # failed operation or wrong read (tikv-bench's own checks: each value read back was
 # written for that key and is not older than an acknowledged write; accounts keep their
-# sum). It checks that the tool works, not how fast anything is.
+# sum). It checks that the tool works, not how fast anything is. Against tikv-c it also
+# runs the libtikvc examples and tikv-ctl on the same cluster.
 # Usage: run_smoke.sh etcd|tikvc BIN_DIR
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -33,6 +34,15 @@ tikvc)
     bc_tikvc_start 3
     "$bin/tikv-bench" --pd "$BC_PD_ENDPOINT" \
         --server-pids "$(bc_join "${BC_TIKVC_PIDS[@]}")" "${common[@]}"
+    # The README's libtikvc examples and tikv-ctl against the same real cluster.
+    out="$("$bin/raw_example" "$BC_PD_ENDPOINT")"
+    grep -qF "ok: hello = world" <<<"$out" || { echo "raw example: $out"; exit 1; }
+    out="$("$bin/txn_example" "$BC_PD_ENDPOINT")"
+    grep -qF "A = -10, B = 10" <<<"$out" || { echo "txn example: $out"; exit 1; }
+    "$bin/tikv-ctl" --pd "$BC_PD_ENDPOINT" raw put smoke-key smoke-value >/dev/null
+    out="$("$bin/tikv-ctl" --pd "$BC_PD_ENDPOINT" raw get smoke-key)"
+    grep -qF "smoke-value" <<<"$out" || { echo "tikv-ctl raw get: $out"; exit 1; }
+    echo "examples and tikv-ctl against the cluster: ok"
     ;;
 *)
     echo "usage: run_smoke.sh etcd|tikvc BIN_DIR" >&2
