@@ -132,12 +132,30 @@ func (c *Cluster) AddStore() int {
 	}
 	p.Args = []string{"--pd", c.PD.Addr, "--addr", p.Addr, "--status-addr", p.Status,
 		"--data-dir", p.DataDir}
-	if cfg := c.writeConfig("tikv", c.opts.TiKVConfig); cfg != "" {
+	if cfg := c.writeConfig("tikv", withoutReserve(c.opts.TiKVConfig)); cfg != "" {
 		p.Args = append(p.Args, "--config", cfg)
 	}
 	c.Stores = append(c.Stores, p)
 	c.launch(p, "tikv-server")
 	return i
+}
+
+// withoutReserve turns TiKV's storage.reserve-space off unless the test sets it: by default
+// every store would allocate a placeholder of 1% of the disk and refuse writes once the
+// shared test disk is within 5% of full, which tests that are not about disk space must not
+// depend on.
+func withoutReserve(cfg string) string {
+	if strings.Contains(cfg, "reserve-space") {
+		return cfg
+	}
+	lines := strings.Split(cfg, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) == "[storage]" {
+			rest := append([]string{"reserve-space = \"0\""}, lines[i+1:]...)
+			return strings.Join(append(lines[:i+1], rest...), "\n")
+		}
+	}
+	return "[storage]\nreserve-space = \"0\"\n\n" + cfg
 }
 
 func (c *Cluster) launch(p *Proc, bin string) {
