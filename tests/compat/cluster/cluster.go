@@ -25,6 +25,9 @@ type Options struct {
 	PDConfig   string // extra TOML for pd-server (written to a file and passed with --config)
 	TiKVConfig string // extra TOML for every tikv-server
 	BinDir     string // where pd-server and tikv-server are; default $TKV_BIN_DIR
+	// StoreDir gives store i's data directory (e.g. on a small file system); default
+	// <cluster dir>/tikv<i+1>.
+	StoreDir func(i int) string
 }
 
 // Proc is one server process.
@@ -123,9 +126,13 @@ func (c *Cluster) startPD() {
 func (c *Cluster) AddStore() int {
 	i := len(c.Stores)
 	port, status := FreePort(c.t), FreePort(c.t)
+	dataDir := filepath.Join(c.Dir, fmt.Sprintf("tikv%d", i+1))
+	if c.opts.StoreDir != nil {
+		dataDir = c.opts.StoreDir(i)
+	}
 	p := &Proc{
 		Name:    fmt.Sprintf("tikv%d", i+1),
-		DataDir: filepath.Join(c.Dir, fmt.Sprintf("tikv%d", i+1)),
+		DataDir: dataDir,
 		Addr:    fmt.Sprintf("127.0.0.1:%d", port),
 		Status:  fmt.Sprintf("127.0.0.1:%d", status),
 		LogPath: filepath.Join(c.Dir, fmt.Sprintf("tikv%d.log", i+1)),
@@ -215,6 +222,33 @@ func (c *Cluster) RestartStore(i int) {
 	p := c.Stores[i]
 	p.Stop(false)
 	c.launch(p, "tikv-server")
+}
+
+// SetConfigs replaces the TOML pd-server and the tikv-servers read at their next (re)start
+// (a configuration change across a restart, e.g. a new master key).
+func (c *Cluster) SetConfigs(pdConfig, tikvConfig string) {
+	c.opts.PDConfig, c.opts.TiKVConfig = pdConfig, tikvConfig
+	if c.writeConfig("pd", pdConfig) == "" || c.writeConfig("tikv", withoutReserve(tikvConfig)) == "" {
+		c.t.Fatalf("SetConfigs: both configurations must be non-empty")
+	}
+}
+
+// StopAll stops every store, then PD (SIGTERM, waiting for each).
+func (c *Cluster) StopAll() {
+	for _, p := range c.Stores {
+		p.Stop(false)
+	}
+	c.PD.Stop(false)
+}
+
+// StartAll starts PD and every store again (same ports and directories) and waits until
+// the stores are up.
+func (c *Cluster) StartAll() {
+	c.launch(c.PD, "pd-server")
+	for _, p := range c.Stores {
+		c.launch(p, "tikv-server")
+	}
+	c.WaitStoresUp(len(c.Stores), 60*time.Second)
 }
 
 // RestartPD restarts pd-server with the same data directory and ports.
