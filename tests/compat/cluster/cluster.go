@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -52,14 +53,30 @@ type Cluster struct {
 	opts   Options
 }
 
-// FreePort returns a port that was free on 127.0.0.1 a moment ago.
+// handedOut remembers the ports FreePort gave, so two servers of one test never get the
+// same port (a port given earlier but not yet bound would otherwise look free again).
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{}
+)
+
+// FreePort returns a port that was free on 127.0.0.1 a moment ago and was not returned
+// before by this process.
 func FreePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
+	for attempt := 0; ; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut[port] || attempt > 100 {
+			handedOut[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func binDir(o Options) string {
