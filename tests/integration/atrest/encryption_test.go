@@ -93,22 +93,40 @@ func assertNowhere(t *testing.T, c *cluster.Cluster, sets ...*dataset) {
 func TestEncryptionAtRest(t *testing.T) {
 	keyDir := t.TempDir()
 
-	t.Run("control: plaintext values are found by the search", func(t *testing.T) {
-		c := cluster.Start(t, cluster.Options{Stores: 1, TiKVConfig: fastTiKV})
-		cli := newRawClient(t, c)
-		d := newDataset(t, "plain/", 300, 1024)
-		d.write(t, cli)
-		cli.Close()
-		c.StopAll()
-		hits, searched := filesContaining(t, d.canary, dataDirs(c)...)
-		if len(hits) == 0 {
-			t.Fatalf("control: the canary is in none of %d files of a plaintext store", searched)
-		}
-		t.Logf("control: canary found in %d of %d files, e.g. %s", len(hits), searched, hits[0])
-	})
-
 	mk1, mk1hex := writeMasterKey(t, keyDir, "master1.key")
 	mk2, mk2hex := writeMasterKey(t, keyDir, "master2.key")
+
+	t.Run("control: plaintext values are found; switching encryption on keeps them readable",
+		func(t *testing.T) {
+			c := cluster.Start(t, cluster.Options{Stores: 1, PDConfig: "# plaintext\n",
+				TiKVConfig: fastTiKV})
+			cli := newRawClient(t, c)
+			d := newDataset(t, "plain/", 300, 1024)
+			d.write(t, cli)
+			cli.Close()
+			c.StopAll()
+			hits, searched := filesContaining(t, d.canary, dataDirs(c)...)
+			if len(hits) == 0 {
+				t.Fatalf("control: the canary is in none of %d files of a plaintext store",
+					searched)
+			}
+			t.Logf("control: canary found in %d of %d files, e.g. %s", len(hits), searched,
+				hits[0])
+			// Encryption switched on over plaintext data: the old files stay readable, new
+			// ones are encrypted.
+			enc := encryptionTOML("aes128-ctr", "7d", mk1, "")
+			c.SetConfigs(enc, fastTiKV+enc)
+			c.StartAll()
+			cli = newRawClient(t, c)
+			d.check(t, cli)
+			e := newDataset(t, "plain/after/", 300, 1024)
+			e.write(t, cli)
+			e.check(t, cli)
+			cli.Close()
+			c.StopAll()
+			assertNowhere(t, c, e)
+		})
+
 	enc := encryptionTOML("aes256-ctr", "7d", mk1, "")
 	c := cluster.Start(t, cluster.Options{Stores: 3, PDConfig: enc, TiKVConfig: fastTiKV + enc})
 	tikvCfg, pdCfg := filepath.Join(c.Dir, "tikv.toml"), filepath.Join(c.Dir, "pd.toml")
