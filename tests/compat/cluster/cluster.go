@@ -359,6 +359,23 @@ func (c *Cluster) dumpLogs() {
 	}
 }
 
+// WaitFor polls @cond every 200 ms until it holds, and fails the test with @what and the last
+// reason @cond gave when @timeout passes first.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		last = why
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s: not done after %v (%s)", what, timeout, last)
+}
+
 // Close stops every process by PID and removes the data unless the test failed
 // (then the logs are printed and the directory kept for inspection).
 func (c *Cluster) Close() {
