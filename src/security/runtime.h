@@ -14,7 +14,9 @@
  *     amount, AlreadyFull below half of it. On AlreadyFull the placeholder is deleted to give
  *     compaction and recovery room; back to Normal with room to spare, it is allocated again.
  *     The capacity is the file system's size, or raftstore.capacity when that is smaller (the
- *     used space is then the data directory's size, as TiKV counts it).
+ *     used space is then the data directory's size, as TiKV counts it);
+ *   - the open-file limit, raised to the hard limit and checked against what the server
+ *     needs (a WARN when it stays below).
  *
  * The process umask is not touched here: call sec_private_umask() first thing in main.
  *
@@ -66,8 +68,11 @@ typedef struct sec_runtime_opts {
     uint64_t check_interval_ms;   /* watcher period, default 1000 (TiKV's) */
     sec_space_fn space;           /* NULL: statvfs */
     void *space_ud;               /* for @space */
-    uint64_t (*now_s)(void *ud);  /* key clock (see sec_enc_opts); NULL: real time */
-    void *clock_ud;               /* for @now_s */
+    /* The open-file limit the server needs (TiKV checks for 82920); 0: not checked. The soft
+     * limit is raised to the hard one and a WARN names a limit still below this. */
+    uint64_t min_open_files;
+    uint64_t (*now_s)(void *ud); /* key clock (see sec_enc_opts); NULL: real time */
+    void *clock_ud;              /* for @now_s */
 } sec_runtime_opts;
 
 /* Fills @o with defaults: 1 s checks, no reserve, real space and clock, the rest NULL/0. */
@@ -114,6 +119,9 @@ void sec_runtime_disk_usage(const sec_runtime *r, sec_disk_usage *u);
 /* Returns the size of the placeholder file the runtime keeps (0 when none), and the reserved
  * amount the thresholds derive from. */
 uint64_t sec_runtime_placeholder_bytes(const sec_runtime *r);
+/* Returns the open-file limit found at open (0 when min_open_files was 0 or it could not be
+ * read) and sets *@enough (may be NULL) to whether it reaches min_open_files. */
+uint64_t sec_runtime_open_files_limit(const sec_runtime *r, bool *enough);
 uint64_t sec_runtime_reserved_bytes(const sec_runtime *r);
 
 #endif /* TKV_SEC_RUNTIME_H */

@@ -29,9 +29,11 @@ struct sec_runtime {
     sec_space_fn space;
     void *space_ud;
     /* Thresholds, from the reserve (all 0 when no reserve is set). */
-    uint64_t reserved;               /* AlmostFull below this */
-    uint64_t full_below;             /* AlreadyFull below this */
-    uint64_t placeholder;            /* the placeholder's size */
+    uint64_t reserved;    /* AlmostFull below this */
+    uint64_t full_below;  /* AlreadyFull below this */
+    uint64_t placeholder; /* the placeholder's size */
+    uint64_t fd_limit;    /* the open-file limit found at open, 0 if not checked */
+    bool fd_enough;
     atomic_bool placeholder_present; /* written by the watcher, read by any thread */
     /* The last measurement. */
     atomic_int state;
@@ -343,6 +345,13 @@ int sec_runtime_open(const sec_runtime_opts *o, sec_runtime **out, char err[TKV_
     bool too_open = false;
     if (rc == 0 && (rc = sec_dir_check_private(r->dir, &too_open)) != 0)
         set_err(err, "examine data directory %.200s: %s", r->dir, tkv_strerror(rc));
+    if (rc == 0 && o->min_open_files > 0) {
+        /* A limit that cannot be read or raised is worth a WARN, not a refusal to start. */
+        int frc = sec_fd_limit_check(o->min_open_files, &r->fd_limit, &r->fd_enough);
+        if (frc != 0)
+            TKV_LOG_WARN("cannot check the open-file limit", TKV_LF_STR("server", r->name),
+                         TKV_LF_ERR("err", frc));
+    }
     if (rc == 0)
         rc = open_encryption(r, o, err);
     if (rc == 0)
@@ -410,6 +419,13 @@ void sec_runtime_disk_usage(const sec_runtime *r, sec_disk_usage *u)
 uint64_t sec_runtime_placeholder_bytes(const sec_runtime *r)
 {
     return atomic_load(&r->placeholder_present) ? r->placeholder : 0;
+}
+
+uint64_t sec_runtime_open_files_limit(const sec_runtime *r, bool *enough)
+{
+    if (enough != NULL)
+        *enough = r->fd_enough;
+    return r->fd_limit;
 }
 
 uint64_t sec_runtime_reserved_bytes(const sec_runtime *r)

@@ -75,6 +75,7 @@ static int open_security(app *a)
     so.config = &a->cfg.sec;
     so.reserve_space_bytes = a->cfg.storage.reserve_space_bytes;
     so.capacity_bytes = a->cfg.raftstore.capacity_bytes;
+    so.min_open_files = 82920; /* TiKV's start-up check */
     return sec_runtime_open(&so, &a->sec, a->err);
 }
 

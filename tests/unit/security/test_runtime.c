@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -269,6 +270,37 @@ static void test_encryption_opens_keys_and_rotates_them_on_the_timer(void **stat
     tkv_cfg_unbind(sec_config_fields, SEC_CONFIG_N_FIELDS, &c);
 }
 
+static void test_the_open_file_limit_is_raised_and_checked(void **state)
+{
+    fx *f = *state;
+    f->fs_capacity = 100 * MiB;
+    f->fs_available = 50 * MiB;
+    sec_runtime_opts o;
+    opts_for(f, &o);
+    o.min_open_files = 1;
+    sec_runtime *r;
+    char err[TKV_ERRMSG_LEN];
+    assert_int_equal(sec_runtime_open(&o, &r, err), 0);
+    bool enough = false;
+    uint64_t limit = sec_runtime_open_files_limit(r, &enough);
+    assert_true(limit >= 1 && enough);
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    assert_true(rl.rlim_cur == rl.rlim_max); /* raised to the hard limit */
+    sec_runtime_close(r);
+
+    o.min_open_files = UINT64_MAX; /* more than any limit: a WARN, and the server starts */
+    assert_int_equal(sec_runtime_open(&o, &r, err), 0);
+    assert_true(sec_runtime_open_files_limit(r, &enough) == limit);
+    assert_true(enough == (limit == UINT64_MAX)); /* only an unlimited limit is enough */
+    sec_runtime_close(r);
+
+    o.min_open_files = 0; /* not checked */
+    assert_int_equal(sec_runtime_open(&o, &r, err), 0);
+    assert_true(sec_runtime_open_files_limit(r, &enough) == 0);
+    sec_runtime_close(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +315,8 @@ int main(void)
                                         sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_encryption_opens_keys_and_rotates_them_on_the_timer,
                                         setup, sec_test_fixture_free),
+        cmocka_unit_test_setup_teardown(test_the_open_file_limit_is_raised_and_checked, setup,
+                                        sec_test_fixture_free),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
