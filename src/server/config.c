@@ -10,6 +10,7 @@
  */
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,16 @@ static int check_api_version(const void *field, char *msg, size_t cap)
         snprintf(msg, cap, "API V2 is not supported by tikv-c (use 1, with enable-ttl for TTL)");
     else
         snprintf(msg, cap, "must be 1 or 2, got %d", v);
+    return 1;
+}
+
+static int check_redact(const void *field, char *msg, size_t cap)
+{
+    const char *s = *(char *const *)field;
+    tkv_log_redact mode;
+    if (s != NULL && tkv_log_parse_redact(s, &mode) == 0)
+        return 0;
+    snprintf(msg, cap, "expected false, true or \"marker\"");
     return 1;
 }
 
@@ -141,13 +152,41 @@ const tkv_cfg_field srv_config_fields[] = {
     F("security.cert-path", STR, security.cert_path, "\"\"", NULL),
     F("security.key-path", STR, security.key_path, "\"\"", NULL),
     F("security.cert-allowed-cn", STRLIST, security.cert_allowed_cn, "[]", NULL),
-    F("security.redact-info-log", BOOL, security.redact_info_log, "false", NULL),
+    F("security.redact-info-log", BOOLSTR, security.redact_info_log, "false", check_redact),
+
+    F("rocksdb.defaultcf.write-buffer-size", SIZE, rocksdb.kv_write_buffer_bytes, "\"64MiB\"",
+      check_positive_u64),
+    F("raftdb.defaultcf.write-buffer-size", SIZE, rocksdb.raft_write_buffer_bytes, "\"64MiB\"",
+      check_positive_u64),
 
     F("log.level", STR, log.level, "\"info\"", check_log_level),
     F("log.file.filename", STR, log.file_filename, "\"\"", NULL),
 };
 
 const size_t srv_config_nfields = TKV_ARRAY_LEN(srv_config_fields);
+
+/* srv_config_fields followed by sec_config_fields moved into srv_config.sec: one table, so
+ * one bind sees every key (no unknown-key warning for [security.encryption]) and /config
+ * shows them all. Built once; read-only afterwards. */
+#define ALL_NFIELDS (TKV_ARRAY_LEN(srv_config_fields) + SEC_CONFIG_N_FIELDS)
+static tkv_cfg_field all_fields[ALL_NFIELDS];
+static pthread_once_t all_fields_once = PTHREAD_ONCE_INIT;
+
+static void all_fields_build(void)
+{
+    memcpy(all_fields, srv_config_fields, sizeof(srv_config_fields));
+    for (size_t i = 0; i < SEC_CONFIG_N_FIELDS; i++) {
+        tkv_cfg_field f = sec_config_fields[i];
+        f.offset += offsetof(srv_config, sec);
+        all_fields[TKV_ARRAY_LEN(srv_config_fields) + i] = f;
+    }
+}
+
+static const tkv_cfg_field *fields_all(void)
+{
+    pthread_once(&all_fields_once, all_fields_build);
+    return all_fields;
+}
 
 /* ---- binding ----------------------------------------------------------------------------- */
 
@@ -208,6 +247,8 @@ static int derive(srv_config *c)
     }
     for (size_t i = 0; rc == 0 && i < sec->cert_allowed_cn.len; i++)
         sec->cert_allowed_cn_nt[i] = sec->cert_allowed_cn.items[i];
+    if (rc == 0)
+        rc = tkv_log_parse_redact(sec->redact_info_log, &sec->redact_mode) == 0 ? 0 : TKV_ECONFIG;
     return rc;
 }
 
@@ -242,6 +283,9 @@ static int validate(const srv_config *c, char *errmsg)
     if (sec->cert_allowed_cn.len > 0 && sec->ca_path[0] == '\0')
         return config_fail(errmsg, "security.cert-allowed-cn: needs security.ca-path (mutual "
                                    "TLS)");
+    int rc = sec_config_validate(&c->sec, errmsg);
+    if (rc != 0)
+        return rc;
     if (c->pd.endpoints.len == 0)
         return config_fail(errmsg, "pd.endpoints: must not be empty");
     for (size_t i = 0; i < c->pd.endpoints.len; i++) {
@@ -255,7 +299,7 @@ int srv_config_bind(srv_config *cfg, const tkv_cfg_doc *doc, tkv_cfg_warn_fn war
                     char *errmsg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    int rc = tkv_cfg_bind(doc, srv_config_fields, srv_config_nfields, cfg, warn, warn_arg, errmsg);
+    int rc = tkv_cfg_bind(doc, fields_all(), ALL_NFIELDS, cfg, warn, warn_arg, errmsg);
     if (rc != 0)
         return rc;
     rc = derive(cfg);
@@ -270,7 +314,7 @@ int srv_config_bind(srv_config *cfg, const tkv_cfg_doc *doc, tkv_cfg_warn_fn war
 
 void srv_config_free(srv_config *cfg)
 {
-    tkv_cfg_unbind(srv_config_fields, srv_config_nfields, cfg);
+    tkv_cfg_unbind(fields_all(), ALL_NFIELDS, cfg);
     tkv_free(cfg->security.cert_allowed_cn_nt);
     cfg->security.cert_allowed_cn_nt = NULL;
 }
@@ -546,6 +590,13 @@ static json_t *field_json(const tkv_cfg_field *f, const void *member)
         const char *s = *(char *const *)member;
         return json_string(s != NULL ? s : "");
     }
+    case TKV_CFG_K_BOOLSTR: {
+        /* As TiKV prints such keys: a boolean when it is one, else the string. */
+        const char *s = *(char *const *)member;
+        if (s != NULL && (strcmp(s, "true") == 0 || strcmp(s, "false") == 0))
+            return json_boolean(s[0] == 't');
+        return json_string(s != NULL ? s : "");
+    }
     case TKV_CFG_K_STRLIST: {
         const tkv_cfg_strlist *l = member;
         json_t *a = json_array();
@@ -571,8 +622,9 @@ int srv_config_to_json(const srv_config *cfg, tkv_buf *out)
 {
     json_t *root = json_object();
     int rc = root != NULL ? 0 : -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < srv_config_nfields; i++) {
-        const tkv_cfg_field *f = &srv_config_fields[i];
+    const tkv_cfg_field *fields = fields_all();
+    for (size_t i = 0; rc == 0 && i < ALL_NFIELDS; i++) {
+        const tkv_cfg_field *f = &fields[i];
         /* The deprecated top-level keys were folded into [log]. */
         if (f->offset == offsetof(srv_config, log_level_deprecated) ||
             f->offset == offsetof(srv_config, log_file_deprecated))
@@ -635,7 +687,7 @@ int srv_config_apply_log(const srv_config *cfg, char *errmsg)
     if (tkv_log_parse_level(cfg->log.level, &level) != 0)
         return config_fail(errmsg, "log.level: unknown log level '%.32s'", cfg->log.level);
     tkv_log_set_level(level);
-    tkv_log_set_redact(cfg->security.redact_info_log ? TKV_REDACT_ON : TKV_REDACT_OFF);
+    tkv_log_set_redact(cfg->security.redact_mode);
     if (cfg->log.file_filename != NULL && cfg->log.file_filename[0] != '\0') {
         int rc = tkv_log_open_file(cfg->log.file_filename);
         if (rc != 0) {

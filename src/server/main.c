@@ -4,11 +4,13 @@
  *     tikv-server --pd 127.0.0.1:2379 --addr 127.0.0.1:20160 --status-addr 127.0.0.1:20180 \
  *                 --data-dir /data/tikv [--config tikv.toml]
  *
- * Start-up: configuration (TiKV's keys and flags) and logging; the kv engine (data-dir/db)
- * and the raft engine (data-dir/raft); the PD client (retried until PD answers); raftstore
- * (store ident, bootstrap or join, persisted regions); storage over raftstore's kv seam; the
- * gRPC server with the tikvpb.Tikv service and the raft transport; raftstore's threads and
- * PutStore with the advertised address (--advertise-addr, else --addr); the status server.
+ * Start-up: configuration (TiKV's keys and flags) and logging; the data directory's
+ * security (src/security/runtime.h: created 0700, encryption keys, reserve-space
+ * placeholder and disk watcher); the kv engine (data-dir/db) and the raft engine
+ * (data-dir/raft), encrypted when [security.encryption] says so; the PD client (retried until PD
+ * answers); raftstore (store ident, bootstrap or join, persisted regions); storage over raftstore's
+ * kv seam; the gRPC server with the tikvpb.Tikv service and the raft transport; raftstore's threads
+ * and PutStore with the advertised address (--advertise-addr, else --addr); the status server.
  * SIGTERM or SIGINT stops everything gracefully: new requests are refused, requests in
  * flight finish, threads are joined, engines closed.
  *
@@ -20,7 +22,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "base/clock.h"
@@ -29,6 +30,7 @@
 #include "engine/engine.h"
 #include "pdc/pdc.h"
 #include "raftstore/raftstore.h"
+#include "security/security.h"
 #include "server/main_int.h"
 #include "server/server.h"
 
@@ -49,6 +51,7 @@ typedef struct app {
     srv_store_gc *gc;
     srv_detector_source detector_src;
     bool detector_src_ready;
+    sec_runtime *sec; /* data directory, encryption, disk watcher (issue 9) */
     char err[TKV_ERRMSG_LEN];
 } app;
 
@@ -65,25 +68,33 @@ static bool stop_requested(app *a)
     return sigtimedwait(&a->sigs, NULL, &zero) > 0;
 }
 
-static int make_dir(const char *path, char *err)
+/* The data directory's security: created 0700, encryption keys and the encrypting
+ * environment, the reserve-space placeholder and the disk watcher (issue 9). */
+static int open_security(app *a)
 {
-    if (mkdir(path, 0700) == 0 || errno == EEXIST)
-        return 0;
-    int rc = -errno;
-    snprintf(err, TKV_ERRMSG_LEN, "create %s: %s", path, tkv_strerror(rc));
-    return rc;
+    sec_runtime_opts so;
+    sec_runtime_opts_init(&so);
+    so.name = "tikv";
+    so.data_dir = a->cfg.storage.data_dir;
+    so.config = &a->cfg.sec;
+    so.reserve_space_bytes = a->cfg.storage.reserve_space_bytes;
+    so.capacity_bytes = a->cfg.raftstore.capacity_bytes;
+    so.min_open_files = 82920; /* TiKV's start-up check */
+    return sec_runtime_open(&so, &a->sec, a->err);
 }
 
 static int open_engines(app *a)
 {
     const char *dir = a->cfg.storage.data_dir;
     char path[1024];
-    int rc = make_dir(dir, a->err);
+    int rc = open_security(a);
     if (rc != 0)
         return rc;
     eng_options o;
     eng_options_init(&o);
     o.name = "kv";
+    o.write_buffer_bytes = (size_t)a->cfg.rocksdb.kv_write_buffer_bytes;
+    o.rocksdb_env = sec_runtime_rocksdb_env(a->sec);
     snprintf(path, sizeof(path), "%s/db", dir);
     rc = eng_rocks_open(path, &o, &a->kv, a->err);
     if (rc != 0)
@@ -91,6 +102,8 @@ static int open_engines(app *a)
     eng_options_init(&o);
     o.name = "raft";
     o.block_cache_bytes = 16u << 20;
+    o.write_buffer_bytes = (size_t)a->cfg.rocksdb.raft_write_buffer_bytes;
+    o.rocksdb_env = sec_runtime_rocksdb_env(a->sec);
     snprintf(path, sizeof(path), "%s/raft", dir);
     return eng_rocks_open(path, &o, &a->raft, a->err);
 }
@@ -148,6 +161,7 @@ static void raftstore_opts(const app *a, rstore_opts *o, const char *snap_dir)
     o->max_peer_down_ms = r->max_peer_down_duration_ms;
     o->capacity_bytes = r->capacity_bytes;
     o->version = srv_version();
+    o->sec = a->sec;
 }
 
 /* Returns "host:port" with @port replacing a 0 port in @addr. */
@@ -244,6 +258,12 @@ static int start(app *a)
         die_start(a, "start the GC worker");
         return rc;
     }
+    rc = sec_runtime_start(a->sec);
+    if (rc != 0) {
+        snprintf(a->err, TKV_ERRMSG_LEN, "%s", tkv_strerror(rc));
+        die_start(a, "start the disk watcher");
+        return rc;
+    }
     TKV_LOG_INFO("TiKV is ready to serve", TKV_LF_U64("store_id", rstore_store_id(a->rs)),
                  TKV_LF_STR("addr", addr), TKV_LF_STR("status_addr", status_addr));
     return 0;
@@ -267,10 +287,12 @@ static void stop(app *a)
     rstore_free(a->rs);
     eng_close(a->kv);
     eng_close(a->raft);
+    sec_runtime_close(a->sec); /* after the engines that use its environment */
 }
 
 int main(int argc, char **argv)
 {
+    sec_private_umask(); /* every file and directory from here on is private (issue 9) */
     app a;
     memset(&a, 0, sizeof(a));
     bool help = false;

@@ -49,7 +49,9 @@
 #include <stdio.h>
 
 #include "base/cfg.h"
+#include "base/log.h"
 #include "rpc/rpc.h"
+#include "security/config.h"
 #include "storage/storage.h"
 
 /* ---- the gRPC service ------------------------------------------------------------------ */
@@ -249,9 +251,17 @@ typedef struct srv_config_security {
     char *cert_path;                 /* cert-path, "" */
     char *key_path;                  /* key-path, "" */
     tkv_cfg_strlist cert_allowed_cn; /* cert-allowed-cn, [] */
-    bool redact_info_log;            /* redact-info-log, false */
+    char *redact_info_log;           /* redact-info-log, false | true | "marker" */
     const char **cert_allowed_cn_nt; /* (derived) cert-allowed-cn, NULL-terminated */
+    tkv_log_redact redact_mode;      /* (derived) redact-info-log as a mode */
 } srv_config_security;
+
+/* [rocksdb] and [raftdb]: the engines' tuning tikv-c exposes (TiKV's keys; one memtable size
+ * applies to every column family of that engine). */
+typedef struct srv_config_rocksdb {
+    uint64_t kv_write_buffer_bytes;   /* rocksdb.defaultcf.write-buffer-size, "64MiB" */
+    uint64_t raft_write_buffer_bytes; /* raftdb.defaultcf.write-buffer-size, "64MiB" */
+} srv_config_rocksdb;
 
 /* [log] */
 typedef struct srv_config_log {
@@ -270,10 +280,15 @@ typedef struct srv_config {
     srv_config_gc gc;
     srv_config_pd pd;
     srv_config_security security;
+    srv_config_rocksdb rocksdb;
     srv_config_log log;
+    /* The whole [security] section as src/security binds it (sec_config_fields: encryption,
+     * audit log, guard, allow-lists; the TLS paths again), for the security building blocks. */
+    sec_config sec;
 } srv_config;
 
-/* The binding table (TiKV key -> member), for srv_config_bind and extensions. */
+/* The binding table (TiKV key -> member), for srv_config_bind and extensions. srv_config_bind
+ * binds sec_config_fields into srv_config.sec from the same document as well. */
 extern const tkv_cfg_field srv_config_fields[];
 extern const size_t srv_config_nfields;
 
