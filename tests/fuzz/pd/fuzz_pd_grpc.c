@@ -187,8 +187,10 @@ static void sreg_init(sreg *s)
 
 static void sreg_keys(sreg *s, const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 {
-    memcpy(s->start, a, al);
-    memcpy(s->end, b, bl);
+    if (al > 0) /* a and b may be NULL when empty */
+        memcpy(s->start, a, al);
+    if (bl > 0)
+        memcpy(s->end, b, bl);
     s->m.start_key = (ProtobufCBinaryData){al, s->start};
     s->m.end_key = (ProtobufCBinaryData){bl, s->end};
 }
