@@ -426,9 +426,10 @@ int pd_config_load_file(pd_config *c, const char *path, char errmsg[TKV_ERRMSG_L
         const char *s;
         size_t len;
         int r = tkv_cfg_get_str(doc, "tso-save-interval", &s, &len);
-        if (r == 0)
-            rc = tkv_cfg_parse_duration(s, len, &c->tso_window_ms, errmsg);
-        else if (r != TKV_ENOTFOUND) {
+        char why[TKV_ERRMSG_LEN];
+        if (r == 0 && tkv_cfg_parse_duration(s, len, &c->tso_window_ms, why) != 0)
+            rc = cfail(errmsg, "tso-save-interval: %s", why); /* the message names the key */
+        else if (r != 0 && r != TKV_ENOTFOUND) {
             rc = cfail(errmsg, "tso-save-interval: expected a duration string");
         }
     }

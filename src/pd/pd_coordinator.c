@@ -50,11 +50,18 @@ void pd__waiters_free_locked(pd_cluster *c)
     }
 }
 
-/* Marks keys that now start a region; returns how many are done. */
+/* Marks keys that now start a region; returns how many are done. A region remembered earlier
+ * that no longer exists or no longer starts at its key (replaced by a newer one, merged) is
+ * looked up again, so that only existing regions are reported (found by fuzz_pd_grpc). */
 static size_t waiter_scan(pd_cluster *c, pd_split_waiter *w)
 {
     size_t done = 0;
     for (size_t i = 0; i < w->n; i++) {
+        if (w->ids[i] != 0) {
+            pd_region *old = pd__rt_get(&c->regions, w->ids[i]);
+            if (old == NULL || !tkv_slice_eq(pd__region_start(old), tkv_buf_slice(&w->keys[i])))
+                w->ids[i] = 0;
+        }
         if (w->ids[i] == 0) {
             pd_region *r = pd__rt_find(&c->regions, tkv_buf_slice(&w->keys[i]));
             if (r != NULL && tkv_slice_eq(pd__region_start(r), tkv_buf_slice(&w->keys[i])))

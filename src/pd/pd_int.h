@@ -618,6 +618,7 @@ void pd__waiters_free_locked(pd_cluster *c);
 struct rpc_call;
 struct rpc_server;
 struct http_server;
+struct http_route;
 
 /* One RegionHeartbeat stream from a store. */
 typedef struct pd_hb_stream {
@@ -687,6 +688,10 @@ TKV_MUST_USE int pd__grpc_register_streams(pd_server *s);
 TKV_MUST_USE int pd__etcd_register(pd_server *s);
 /* Loads the etcd revision (pd_etcd.c). */
 TKV_MUST_USE int pd__etcd_load(pd_server *s);
+/* Returns the HTTP API's route table (pd_http.c) and its length in *@n, for tests and fuzz
+ * targets that call the handlers without a server; every handler takes the pd_server as ud.
+ * Handlers of routes with query arguments need a real connection. */
+const struct http_route *pd__http_routes(size_t *n);
 /* Starts the HTTP API on cfg.http_addr (pd_http.c). Errors: as http_server_start. */
 TKV_MUST_USE int pd__http_start(pd_server *s, char errmsg[TKV_ERRMSG_LEN]);
 

@@ -55,6 +55,12 @@
  * bound keeps configuration state plain data. */
 #define RAFT_MAX_MEMBERS 16
 
+/* Messages with a term at or above this are refused, so that no term a node reaches can wrap
+ * around (a node adds one per election; 2^62 elections take longer than any deployment). */
+#define RAFT_TERM_LIMIT (UINT64_C(1) << 62)
+/* Likewise for log indexes (and commit indexes, hints, snapshot indexes) in messages. */
+#define RAFT_INDEX_LIMIT (UINT64_C(1) << 62)
+
 /* The id that means "nobody" (no leader, no vote). Node ids are never 0. */
 #define RAFT_NONE 0
 
@@ -427,8 +433,10 @@ TKV_MUST_USE int raft_node_tick(raft_node *n);
  * Errors: TKV_EBUSY. */
 TKV_MUST_USE int raft_node_campaign(raft_node *n);
 /* Feeds one message from a peer. Messages for another node, from an older term, or from
- * non-members are ignored (0). Errors: TKV_EBUSY; TKV_ECORRUPT (a local message type, or a
- * message that contradicts committed state: ignored); TKV_EDROPPED / TKV_ENOTLEADER for a
+ * non-members are ignored (0). Errors: TKV_EBUSY; TKV_ECORRUPT (a local message type, a
+ * message without a term other than a forwarded proposal, read or transfer request, a term
+ * of RAFT_TERM_LIMIT or an index of RAFT_INDEX_LIMIT or more anywhere in it, or a message that
+ * contradicts committed state: ignored); TKV_EDROPPED / TKV_ENOTLEADER for a
  * forwarded proposal or request that cannot be served; -ENOMEM (the message was not or only
  * partly processed: as if the network had lost it, which Raft tolerates; the node stays
  * consistent). */

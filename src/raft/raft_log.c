@@ -117,7 +117,10 @@ uint64_t raft__log_last_term(const raft__log *l)
 bool raft__log_match_term(const raft__log *l, uint64_t i, uint64_t term)
 {
     uint64_t t;
-    if (raft__log_term(l, i, &t) != 0)
+    /* Past the last entry there is nothing to match (raft__log_term answers 0 there, which a
+     * message claiming term 0 would otherwise match: a forged snapshot or append of term 0
+     * then committed past the end of the log). */
+    if (i > raft__log_last_index(l) || raft__log_term(l, i, &t) != 0)
         return false;
     return t == term;
 }

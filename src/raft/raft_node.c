@@ -224,7 +224,24 @@ static bool well_formed(const raft_message *m)
             (unsigned)e->entry_type > RAFT_ENTRY_CONF_CHANGE)
             return false;
     }
-    return !m->snapshot || m->snapshot->data_len == 0 || m->snapshot->data;
+    if (m->snapshot && m->snapshot->data_len > 0 && !m->snapshot->data)
+        return false;
+    /* Term 0 marks a local message: only a proposal, a read request or a transfer request that
+     * a follower forwards travels without a term. Any other message must carry its sender's
+     * term, or the term rules are skipped (a term-0 append turned a candidate into a follower of
+     * term 0, losing its term and vote; a term-0 vote request tripped an assertion). */
+    if (m->term >= RAFT_TERM_LIMIT || m->log_term >= RAFT_TERM_LIMIT ||
+        m->index >= RAFT_INDEX_LIMIT || m->commit >= RAFT_INDEX_LIMIT ||
+        m->reject_hint >= RAFT_INDEX_LIMIT)
+        return false; /* term + 1 and index + n must never wrap */
+    for (size_t i = 0; i < m->n_entries; i++)
+        if (m->entries[i].term >= RAFT_TERM_LIMIT || m->entries[i].index >= RAFT_INDEX_LIMIT)
+            return false;
+    if (m->snapshot && (m->snapshot->metadata.term >= RAFT_TERM_LIMIT ||
+                        m->snapshot->metadata.index >= RAFT_INDEX_LIMIT))
+        return false; /* a snapshot at 2^64-1 left a log that could not restart */
+    return m->term != 0 || m->msg_type == RAFT_MSG_PROPOSE || m->msg_type == RAFT_MSG_READ_INDEX ||
+           m->msg_type == RAFT_MSG_TRANSFER_LEADER;
 }
 
 int raft_node_step(raft_node *r, const raft_message *m)

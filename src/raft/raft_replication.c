@@ -221,8 +221,8 @@ void raft__handle_heartbeat(raft_node *r, const raft_message *m)
 int raft__handle_snapshot(raft_node *r, const raft_message *m)
 {
     const raft_snapshot *s = m->snapshot;
-    if (!s || s->metadata.index == 0)
-        return TKV_ECORRUPT;
+    if (!s || s->metadata.index == 0 || s->metadata.term == 0)
+        return TKV_ECORRUPT; /* a snapshot holds committed entries: never index or term 0 */
     uint64_t sindex = s->metadata.index, sterm = s->metadata.term;
     if (sindex <= r->log.committed) {
         raft__trace(r, "ignored snapshot %llu/%llu: commit is %llu", (unsigned long long)sindex,

@@ -193,7 +193,8 @@ TKV_MUST_USE int sec_keys_rename_file(sec_keys *k, const char *src, const char *
 
 /* Replaces @out's contents with a JSON description of the dictionary without key material:
  * {"method":..., "current_key_id":..., "keys":[{"id","method","creation_time"}],
- *  "files":[{"name","key_id","method","iv"}]} (what tikv-ctl encryption-meta prints).
+ *  "files":[{"name","key_id","method","iv"}]} (what tikv-ctl encryption-meta prints); a
+ * file name that is not valid UTF-8 is given as "name_hex" (its bytes in hex) instead.
  * Errors: -ENOMEM. */
 TKV_MUST_USE int sec_encryption_meta(sec_keys *k, tkv_buf *out);
 

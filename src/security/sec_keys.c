@@ -477,7 +477,10 @@ static int replay_file_dict(sec_keys *k, tkv_slice d, uint64_t *good_len, char *
         const uint8_t *p = d.data + off + 8;
         bool ok = plen >= FD_FIXED_LEN && (uint32_t)crc32(0L, p, plen) == crc;
         size_t nlen = ok ? (size_t)p[26] | (size_t)p[27] << 8 : 0;
-        ok = ok && FD_FIXED_LEN + nlen == plen && nlen > 0 && (p[0] == 1 || p[0] == 2);
+        /* Names are at most FD_MAX_NAME bytes (found by fuzz_enc_dict: a record with a longer
+         * name and a valid CRC overflowed the name buffer below). */
+        ok = ok && FD_FIXED_LEN + nlen == plen && nlen > 0 && nlen <= FD_MAX_NAME &&
+             (p[0] == 1 || p[0] == 2);
         ok = ok && memchr(p + FD_FIXED_LEN, '\0', nlen) == NULL;
         if (!ok) {
             if (last_possible)
@@ -949,10 +952,28 @@ int sec_encryption_meta(sec_keys *k, tkv_buf *out)
         const fent *f = &k->files[i];
         char iv[2 * SEC_IV_LEN + 1];
         sec__hex(f->iv, SEC_IV_LEN, iv);
-        json_t *e =
-            json_pack("{s:s, s:I, s:s, s:s}", "name", f->name, "key_id", (json_int_t)f->key_id,
-                      "method", sec_method_name(f->method), "iv", iv);
-        rc = e == NULL ? -ENOMEM : json_array_append_new(files, e);
+        json_t *e = json_pack("{s:I, s:s, s:s}", "key_id", (json_int_t)f->key_id, "method",
+                              sec_method_name(f->method), "iv", iv);
+        /* File names are bytes: one that is not UTF-8 (JSON strings must be) is shown in hex
+         * (found by fuzz_enc_dict: such a name made the whole call fail as out of memory). */
+        json_t *name = json_string(f->name);
+        const char *field = "name";
+        if (name == NULL) {
+            size_t len = strlen(f->name);
+            char *h = tkv_malloc(2 * len + 1);
+            if (h != NULL) {
+                sec__hex((const uint8_t *)f->name, len, h);
+                name = json_string(h);
+                tkv_free(h);
+            }
+            field = "name_hex";
+        }
+        if (e == NULL || name == NULL || json_object_set_new(e, field, name) != 0) {
+            json_decref(e);
+            rc = -ENOMEM;
+        } else {
+            rc = json_array_append_new(files, e);
+        }
     }
     pthread_mutex_unlock(&k->mu);
     if (rc == 0) {

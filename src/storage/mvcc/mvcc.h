@@ -218,7 +218,9 @@ void mvcc_scanner_free(mvcc_scanner *s);
 
 /* Moves to the next visible key. Sets *@done when the range is exhausted. Otherwise
  * @enc_key gets the encoded key and either @value (its value, empty when key_only) with @e
- * MVCC_OK, or @e set (the key is locked). Errors: engine errors, TKV_ECORRUPT. */
+ * MVCC_OK, or @e set (the key is locked). Errors: engine errors, TKV_ECORRUPT (a record
+ * does not decode, or a write-CF key is not an encoded key plus a timestamp so the scan
+ * would not move on). */
 TKV_MUST_USE int mvcc_scanner_next(mvcc_scanner *s, bool *done, tkv_buf *enc_key, tkv_buf *value,
                                    mvcc_err *e);
 

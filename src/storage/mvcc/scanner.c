@@ -15,6 +15,7 @@ struct mvcc_scanner {
     stor_iter *lock_it;
     stor_iter *write_it;
     bool started;
+    bool have_cur;        /* cur holds a key the scan has passed */
     tkv_buf lower, upper; /* copies of the bounds */
     tkv_buf cur;          /* the user key last returned (encoded) */
     tkv_buf seek;         /* scratch */
@@ -141,9 +142,16 @@ int mvcc_scanner_next(mvcc_scanner *s, bool *done, tkv_buf *enc_key, tkv_buf *va
             next = tkv_slice_cmp(lk, wk) > 0 ? lk : wk;
         else
             next = tkv_slice_cmp(lk, wk) < 0 ? lk : wk;
+        /* The scan only moves on. A write key past cur's versions whose user key sorts at or
+         * before cur is not an encoded key plus a timestamp (found by fuzz_mvcc_read: such a
+         * key sent the scan back and forth forever). */
+        int dir = tkv_slice_cmp(next, tkv_buf_slice(&s->cur));
+        if (s->have_cur && (s->o.desc ? dir >= 0 : dir <= 0))
+            return TKV_ECORRUPT;
         rc = tkv_buf_set(&s->cur, next.data, next.len);
         if (rc != 0)
             return rc;
+        s->have_cur = true;
         bool found;
         rc = mvcc_point_get(s->reader, tkv_buf_slice(&s->cur), s->o.ts, &s->o.read, value, &found,
                             e);

@@ -532,6 +532,53 @@ static bool has_id(const split_result *r, uint64_t id)
     return false;
 }
 
+/* Found by fuzz_pd_grpc: a key's region was remembered when it first started one, so a region
+ * replaced afterwards (here by a newer one from the same key) was still reported when the
+ * waiter finished. Only regions that exist and start at their key are reported. */
+static void test_split_regions_reports_only_regions_that_still_exist(void **state)
+{
+    (void)state;
+    pd_sched_cfg cfg;
+    pd__sched_cfg_default(&cfg);
+    cfg.replica_schedule_limit = 0;
+    sim *s = sim_new(&cfg);
+    sim_boot(s, 1);
+    split_result res = {0};
+    tkv_slice keys[] = {tkv_slice_str("b"), tkv_slice_str("x")};
+    pd_split_waiter *w;
+    assert_int_equal(pd__cluster_split_regions(s->t.c, keys, 2, 1000, on_split, &res, &w), 0);
+    assert_non_null(w);
+    /* "b" starts region 11; the waiter still waits for "x". */
+    pdt_region l = s->regs[0], m = s->regs[0];
+    l.id = 10;
+    l.peer_ids[0] = 100;
+    snprintf(l.end, sizeof(l.end), "b");
+    snprintf(m.start, sizeof(m.start), "b");
+    m.id = 11;
+    m.peer_ids[0] = 110;
+    l.version = m.version = 3;
+    assert_int_equal(pdt_region_hb(&s->t, &l), 0);
+    assert_int_equal(pdt_region_hb(&s->t, &m), 0);
+    pd__coordinator_tick(s->t.c);
+    assert_int_equal(res.calls, 0);
+    /* Region 12, newer, replaces region 11 from "b" on. */
+    m.id = 12;
+    m.peer_ids[0] = 120;
+    m.version = 5;
+    assert_int_equal(pdt_region_hb(&s->t, &m), 0);
+    pd__cluster_lock(s->t.c);
+    bool gone = pd__rt_get(&s->t.c->regions, 11) == NULL;
+    pd__cluster_unlock(s->t.c);
+    assert_true(gone);
+    s->t.now += 1001;
+    pd__coordinator_tick(s->t.c);
+    assert_int_equal(res.calls, 1);
+    assert_int_equal(res.pct, 50);
+    assert_int_equal(res.n, 1);
+    assert_int_equal(res.ids[0], 12);
+    sim_free(s);
+}
+
 static void test_split_regions_waits_for_the_split_and_returns_new_region_ids(void **state)
 {
     (void)state;
@@ -614,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_scatter_spreads_peers_and_leaders_of_a_group),
         cmocka_unit_test(test_operators_time_out_go_stale_and_yield_to_admin),
         cmocka_unit_test(test_split_regions_waits_for_the_split_and_returns_new_region_ids),
+        cmocka_unit_test(test_split_regions_reports_only_regions_that_still_exist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,6 +96,28 @@ static void test_log_maybe_append_follows_receiver_rules(void **state)
     fixture_deinit(&f);
 }
 
+/* Found by fuzz_raft_step: past the last entry the log answers term 0, which a message
+ * claiming term 0 matched, so a forged append (index past the log, log_term 0) or snapshot
+ * (term 0) committed past the end of the log and tripped an assertion. Nothing past the
+ * last entry matches. */
+static void test_log_nothing_past_the_last_entry_matches(void **state)
+{
+    (void)state;
+    uint64_t terms[] = {1, 1};
+    log_fixture f;
+    fixture_init(&f, terms, 2);
+    assert_false(raft__log_match_term(&f.log, 3, 0));
+    assert_false(raft__log_match_term(&f.log, UINT64_MAX, 0));
+    assert_true(raft__log_match_term(&f.log, 2, 1));
+    bool ok;
+    uint64_t last_new;
+    assert_int_equal(raft__log_maybe_append(&f.log, 7, 0, 7, NULL, 0, &ok, &last_new), 0);
+    assert_false(ok);
+    assert_int_equal(f.log.committed, 0);
+    assert_int_equal(raft__log_last_index(&f.log), 2);
+    fixture_deinit(&f);
+}
+
 static void test_log_find_conflict_reports_first_mismatch(void **state)
 {
     (void)state;
@@ -366,6 +388,7 @@ int raft_test_log_group(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_log_append_replaces_conflicting_tail),
         cmocka_unit_test(test_log_maybe_append_follows_receiver_rules),
+        cmocka_unit_test(test_log_nothing_past_the_last_entry_matches),
         cmocka_unit_test(test_log_find_conflict_reports_first_mismatch),
         cmocka_unit_test(test_log_find_conflict_by_term_skips_whole_terms),
         cmocka_unit_test(test_log_is_up_to_date_compares_term_then_length),

@@ -195,6 +195,159 @@ static void test_step_validates_input(void **state)
     tn_free(net);
 }
 
+/* Found by fuzz_raft_step: a message from the network without a term skipped the term rules.
+ * A term-0 MsgAppend made a candidate a follower of term 0 (its term and vote went back, so it
+ * could vote twice in its old term), and a term-0 vote request tripped an assertion. Only the
+ * requests a follower forwards (proposal, read index, transfer) travel without a term. */
+static void test_step_refuses_messages_without_a_term_or_past_the_term_limit(void **state)
+{
+    (void)state;
+    tn_net *net = tn_new(3, NULL, NULL);
+    raft_node *r = tn_r(net, 3);
+    assert_int_equal(raft_node_campaign(r), 0); /* candidate of term 2, voted for itself */
+    raft_status before;
+    raft_node_status(r, &before);
+    assert_int_equal(before.soft_state.raft_state, RAFT_STATE_CANDIDATE);
+    static const raft_message_type types[] = {
+        RAFT_MSG_APPEND,
+        RAFT_MSG_APPEND_RESPONSE,
+        RAFT_MSG_REQUEST_VOTE,
+        RAFT_MSG_REQUEST_VOTE_RESPONSE,
+        RAFT_MSG_SNAPSHOT,
+        RAFT_MSG_HEARTBEAT,
+        RAFT_MSG_HEARTBEAT_RESPONSE,
+        RAFT_MSG_TIMEOUT_NOW,
+        RAFT_MSG_READ_INDEX_RESP,
+        RAFT_MSG_REQUEST_PRE_VOTE,
+        RAFT_MSG_REQUEST_PRE_VOTE_RESPONSE,
+    };
+    raft_entry e = {RAFT_ENTRY_NORMAL, 1, 2, NULL, 0, NULL, 0};
+    for (size_t i = 0; i < TKV_ARRAY_LEN(types); i++) {
+        raft_message m = {0};
+        m.msg_type = types[i];
+        m.from = 1;
+        m.to = 3;
+        m.index = 1;
+        m.log_term = 1;
+        m.entries = &e;
+        m.n_entries = 1;
+        assert_int_equal(raft_node_step(r, &m), TKV_ECORRUPT);
+        raft_status after;
+        raft_node_status(r, &after);
+        assert_int_equal(after.hard_state.term, before.hard_state.term);
+        assert_int_equal(after.hard_state.vote, 3);
+        assert_int_equal(after.soft_state.raft_state, RAFT_STATE_CANDIDATE);
+    }
+    /* Forwarded requests still travel without a term. */
+    raft_message fwd = {0};
+    fwd.msg_type = RAFT_MSG_PROPOSE;
+    fwd.from = 1;
+    fwd.to = 3;
+    fwd.entries = &e;
+    fwd.n_entries = 1;
+    assert_int_equal(raft_node_step(r, &fwd), TKV_EDROPPED); /* a candidate drops it */
+    /* Found by fuzz_raft_step: a heartbeat of term 2^64-1 made the next election's term wrap
+     * to 0 (an assertion). Terms that close to the end are refused. */
+    raft_message hb = {0};
+    hb.msg_type = RAFT_MSG_HEARTBEAT;
+    hb.from = 1;
+    hb.to = 3;
+    hb.term = UINT64_MAX;
+    assert_int_equal(raft_node_step(r, &hb), TKV_ECORRUPT);
+    hb.term = RAFT_TERM_LIMIT;
+    assert_int_equal(raft_node_step(r, &hb), TKV_ECORRUPT);
+    hb.term = RAFT_TERM_LIMIT - 1; /* still a term a peer can reach */
+    assert_int_equal(raft_node_step(r, &hb), 0);
+    assert_int_equal(raft_node_term(r), RAFT_TERM_LIMIT - 1);
+    /* Its own elections may go past the limit without wrapping (peers refuse such terms:
+     * nothing real gets there). */
+    assert_int_equal(raft_node_campaign(r), 0);
+    assert_int_equal(raft_node_term(r), RAFT_TERM_LIMIT);
+    tn_free(net);
+}
+
+/* Returns a MsgSnapshot from node 1 to node 2 in term 2 carrying @snap, which it fills with
+ * @index, @term and voters 1..@n_voters. */
+static raft_message snapshot_message(raft_snapshot *snap, uint64_t index, uint64_t term,
+                                     size_t n_voters)
+{
+    memset(snap, 0, sizeof(*snap));
+    snap->metadata.index = index;
+    snap->metadata.term = term;
+    for (size_t i = 0; i < n_voters; i++)
+        snap->metadata.conf_state.voters[i] = i + 1;
+    snap->metadata.conf_state.n_voters = n_voters;
+    raft_message m = {0};
+    m.msg_type = RAFT_MSG_SNAPSHOT;
+    m.from = 1;
+    m.to = 2;
+    m.term = 2;
+    m.snapshot = snap;
+    return m;
+}
+
+/* Found by fuzz_raft_step: a snapshot of term 0 past the end of the log "matched" the log
+ * (which answers term 0 there) and was taken as proof that the log holds it: the node
+ * committed past its last entry and tripped an assertion. A snapshot holds committed
+ * entries, whose terms are never 0: it is refused. */
+static void test_snapshot_of_term_zero_is_refused(void **state)
+{
+    (void)state;
+    tn_net *net = tn_new(3, NULL, NULL);
+    raft_node *r = tn_r(net, 2);
+    raft_snapshot snap;
+    raft_message m = snapshot_message(&snap, 9, 0, 3);
+    assert_int_equal(raft_node_step(r, &m), TKV_ECORRUPT);
+    raft_status st;
+    raft_node_status(r, &st);
+    assert_true(st.hard_state.commit <= st.last_index);
+    assert_int_equal(st.last_index, 1);
+    tn_free(net);
+}
+
+/* Found by fuzz_raft_step: a snapshot message at index and term 2^64-1 was installed, and the
+ * node could not restart from what it had persisted (its first index wrapped to 0). Indexes
+ * that close to the end are refused, wherever they appear in a message. */
+static void test_step_refuses_indexes_past_the_limit(void **state)
+{
+    (void)state;
+    tn_net *net = tn_new(3, NULL, NULL);
+    raft_node *r = tn_r(net, 2);
+    raft_snapshot snap;
+    raft_message m = snapshot_message(&snap, UINT64_MAX, 1, 1);
+    assert_int_equal(raft_node_step(r, &m), TKV_ECORRUPT);
+    snap.metadata.index = RAFT_INDEX_LIMIT;
+    assert_int_equal(raft_node_step(r, &m), TKV_ECORRUPT);
+    snap.metadata.index = 5;
+    snap.metadata.term = RAFT_TERM_LIMIT;
+    assert_int_equal(raft_node_step(r, &m), TKV_ECORRUPT);
+    raft_entry e = {RAFT_ENTRY_NORMAL, 2, RAFT_INDEX_LIMIT, NULL, 0, NULL, 0};
+    raft_message app = {0};
+    app.msg_type = RAFT_MSG_APPEND;
+    app.from = 1;
+    app.to = 2;
+    app.term = 2;
+    app.index = RAFT_INDEX_LIMIT - 1;
+    app.log_term = 1;
+    app.entries = &e;
+    app.n_entries = 1;
+    assert_int_equal(raft_node_step(r, &app), TKV_ECORRUPT);
+    app.n_entries = 0;
+    app.index = 1;
+    app.commit = UINT64_MAX;
+    assert_int_equal(raft_node_step(r, &app), TKV_ECORRUPT);
+    raft_status st;
+    raft_node_status(r, &st);
+    assert_int_equal(st.hard_state.term, 1);
+    assert_int_equal(st.last_index, 1);
+    /* The same snapshot at a real index is installed. */
+    snap.metadata.term = 1;
+    assert_int_equal(raft_node_step(r, &m), 0);
+    raft_node_status(r, &st);
+    assert_int_equal(st.last_index, 5);
+    tn_free(net);
+}
+
 static void test_config_validation_names_the_problem(void **state)
 {
     (void)state;
@@ -362,6 +515,9 @@ int raft_test_node_group(void)
         cmocka_unit_test(test_leader_counts_own_entry_only_once_persisted),
         cmocka_unit_test(test_restart_resumes_from_persisted_state),
         cmocka_unit_test(test_step_validates_input),
+        cmocka_unit_test(test_step_refuses_messages_without_a_term_or_past_the_term_limit),
+        cmocka_unit_test(test_snapshot_of_term_zero_is_refused),
+        cmocka_unit_test(test_step_refuses_indexes_past_the_limit),
         cmocka_unit_test(test_config_validation_names_the_problem),
         cmocka_unit_test(test_tracer_reports_decisions),
         cmocka_unit_test(test_cluster_stays_consistent_under_allocation_failures),

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <cmocka.h>
 
@@ -646,6 +647,15 @@ static void test_sec_file_encrypts_and_reads_back_through_rename(void **state)
     sec_keys_close(k);
 }
 
+/* Returns encryption-meta's JSON for @k as a string held by @out (deinit it afterwards). */
+static const char *meta_json(sec_keys *k, tkv_buf *out)
+{
+    tkv_buf_init(out);
+    assert_int_equal(sec_encryption_meta(k, out), 0);
+    assert_int_equal(tkv_buf_append_u8(out, 0), 0);
+    return (const char *)out->data;
+}
+
 static void test_meta_lists_keys_and_files_without_key_material(void **state)
 {
     fx *f = *state;
@@ -655,10 +665,7 @@ static void test_meta_lists_keys_and_files_without_key_material(void **state)
     snprintf(p, sizeof(p), "%s/db/000001.sst", f->dir);
     assert_int_equal(sec_keys_new_file(k, p, &c), 0);
     tkv_buf out;
-    tkv_buf_init(&out);
-    assert_int_equal(sec_encryption_meta(k, &out), 0);
-    assert_int_equal(tkv_buf_append_u8(&out, 0), 0);
-    const char *json = (const char *)out.data;
+    const char *json = meta_json(k, &out);
     assert_non_null(strstr(json, "\"current_key_id\""));
     assert_non_null(strstr(json, "\"db/000001.sst\""));
     assert_non_null(strstr(json, "\"aes256-ctr\""));
@@ -672,6 +679,80 @@ static void test_meta_lists_keys_and_files_without_key_material(void **state)
     tkv_buf_deinit(&out);
     sec_cipher_wipe(&c);
     sec_keys_close(k);
+}
+
+/* Found by fuzz_enc_dict: a file name that is not UTF-8 made encryption-meta fail as if out
+ * of memory (JSON strings must be UTF-8). Such a name is listed in hex. */
+static void test_meta_lists_a_non_utf8_file_name_in_hex(void **state)
+{
+    fx *f = *state;
+    sec_keys *k = open_keys(f, SEC_AES256_CTR, f->mk1, NULL);
+    sec_cipher c;
+    char p[160];
+    snprintf(p, sizeof(p), "%s/bad\xff\xfe.sst", f->dir);
+    assert_int_equal(sec_keys_new_file(k, p, &c), 0);
+    snprintf(p, sizeof(p), "%s/good.sst", f->dir);
+    assert_int_equal(sec_keys_new_file(k, p, &c), 0);
+    tkv_buf out;
+    const char *json = meta_json(k, &out);
+    assert_non_null(strstr(json, "\"name_hex\": \"626164fffe2e737374\""));
+    assert_non_null(strstr(json, "\"name\": \"good.sst\""));
+    tkv_buf_deinit(&out);
+    sec_cipher_wipe(&c);
+    sec_keys_close(k);
+}
+
+/* Appends a file.dict record (sec_keys.c's layout) with a name of @nlen bytes of 'x'. */
+static void append_record(const char *path, size_t nlen)
+{
+    uint8_t *rec = calloc(1, 8 + 28 + nlen);
+    assert_non_null(rec);
+    uint8_t *p = rec + 8;
+    p[0] = 1; /* put */
+    p[1] = 7; /* key id 7, little-endian */
+    p[9] = SEC_AES256_CTR;
+    p[26] = (uint8_t)(nlen & 0xff);
+    p[27] = (uint8_t)(nlen >> 8);
+    memset(p + 28, 'x', nlen);
+    uint32_t plen = (uint32_t)(28 + nlen), crc = (uint32_t)crc32(0L, p, (uInt)plen);
+    for (int i = 0; i < 4; i++) {
+        rec[i] = (uint8_t)(plen >> (8 * i));
+        rec[4 + i] = (uint8_t)(crc >> (8 * i));
+    }
+    FILE *fp = fopen(path, "ab");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(rec, 1, 8 + plen, fp), 8 + plen);
+    assert_int_equal(fclose(fp), 0);
+    free(rec);
+}
+
+/* Found by fuzz_enc_dict: a file.dict record whose name is longer than any name the
+ * dictionary writes (4096 bytes) but whose CRC matches overflowed a stack buffer while the
+ * dictionary was read. Such a record is corrupt: refused in the middle of the log, cut off as
+ * a torn append at its end. */
+static void test_file_dict_refuses_overlong_names(void **state)
+{
+    fx *f = *state;
+    sec_keys *k = open_keys(f, SEC_AES256_CTR, f->mk1, NULL);
+    sec_keys_close(k);
+    char fd[160];
+    snprintf(fd, sizeof(fd), "%s/file.dict", f->dir);
+    append_record(fd, 5000); /* the last record: a torn append */
+    sec_enc_opts o;
+    opts_for(f, &o, SEC_AES256_CTR, f->mk1, NULL);
+    o.read_only = true;
+    char err[TKV_ERRMSG_LEN];
+    assert_int_equal(sec_keys_open(&o, &k, err), 0);
+    sec_cipher c;
+    bool found;
+    char name[160];
+    snprintf(name, sizeof(name), "%s/x", f->dir);
+    assert_int_equal(sec_keys_file_cipher(k, name, &c, &found), 0);
+    assert_false(found);
+    sec_keys_close(k);
+    append_record(fd, 1); /* now the long one is in the middle: corruption */
+    assert_int_equal(sec_keys_open(&o, &k, err), TKV_ECORRUPT);
+    assert_non_null(strstr(err, "corrupt"));
 }
 
 static void test_read_only_open_writes_nothing(void **state)
@@ -733,6 +814,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sec_file_encrypts_and_reads_back_through_rename, setup,
                                         sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_meta_lists_keys_and_files_without_key_material, setup,
+                                        sec_test_fixture_free),
+        cmocka_unit_test_setup_teardown(test_meta_lists_a_non_utf8_file_name_in_hex, setup,
+                                        sec_test_fixture_free),
+        cmocka_unit_test_setup_teardown(test_file_dict_refuses_overlong_names, setup,
                                         sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_read_only_open_writes_nothing, setup,
                                         sec_test_fixture_free),
