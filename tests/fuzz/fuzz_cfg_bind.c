@@ -278,6 +278,8 @@ static bool kind_ok(tkv_cfg_kind kind, const tkv_cfg_value *v)
         return t == TKV_CFG_INTEGER || t == TKV_CFG_FLOAT;
     case TKV_CFG_K_STR:
         return t == TKV_CFG_STRING && !has_nul(v);
+    case TKV_CFG_K_BOOLSTR:
+        return t == TKV_CFG_BOOL || (t == TKV_CFG_STRING && !has_nul(v));
     case TKV_CFG_K_STRLIST:
         if (t != TKV_CFG_ARRAY)
             return false;
@@ -344,6 +346,12 @@ static void check_member(const tkv_cfg_field *f, const void *out, const tkv_cfg_
     }
     case TKV_CFG_K_STR:
         FUZZ_CHECK(strcmp(*(char *const *)m, s) == 0);
+        break;
+    case TKV_CFG_K_BOOLSTR: /* a boolean is stored as its name */
+        if (tkv_cfg_type_of(v) == TKV_CFG_BOOL)
+            FUZZ_CHECK(strcmp(*(char *const *)m, tkv_cfg_bool(v) ? "true" : "false") == 0);
+        else
+            FUZZ_CHECK(strcmp(*(char *const *)m, s) == 0);
         break;
     case TKV_CFG_K_STRLIST: {
         const tkv_cfg_strlist *l = (const tkv_cfg_strlist *)m;
@@ -425,6 +433,10 @@ static bool names_any_key(const char *err)
 {
     for (size_t i = 0; i < srv_config_nfields; i++)
         if (strstr(err, srv_config_fields[i].key) != NULL)
+            return true;
+    /* tikv-server binds its [security] section in the same pass. */
+    for (size_t i = 0; i < SEC_CONFIG_N_FIELDS; i++)
+        if (strstr(err, sec_config_fields[i].key) != NULL)
             return true;
     return false;
 }
