@@ -735,6 +735,7 @@ int pd__http_start(pd_server *s, char errmsg[TKV_ERRMSG_LEN])
         .ud = s,
         .threads = 2,
     };
+    pd__security_http(s, &o); /* TLS branch */
     char err[TKV_ERRMSG_LEN];
     int rc = http_server_start(&o, &s->http, err);
     if (rc != 0)

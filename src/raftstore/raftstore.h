@@ -123,6 +123,9 @@ typedef struct rstore_opts {
     const char *data_dir;
     /* Version reported in PutStore ("" for the project version). */
     const char *version;
+    /* TLS for raft messages and snapshots to other stores (the [security] files; borrowed,
+     * must outlive the store); NULL: plaintext. */
+    const rpc_tls *tls;
 } rstore_opts;
 
 /* Fills @o with TiKV's defaults: 1 s base tick, heartbeat 2 ticks, election 10 ticks, log

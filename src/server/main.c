@@ -45,6 +45,7 @@ typedef struct app {
     rstore *rs;
     stor_kv *seam;
     srv_node *node;
+    rpc_tls tls; /* TLS branch: client side of [security] (client_tls) */
     char err[TKV_ERRMSG_LEN];
 } app;
 
@@ -91,6 +92,17 @@ static int open_engines(app *a)
     return eng_rocks_open(path, &o, &a->raft, a->err);
 }
 
+/* TLS branch: the [security] files for the connections this store opens (PD, other stores);
+ * NULL when TLS is off. */
+static const rpc_tls *client_tls(app *a)
+{
+    const srv_config_security *sec = &a->cfg.security;
+    if (sec->cert_path[0] == '\0')
+        return NULL;
+    a->tls = (rpc_tls){sec->ca_path[0] ? sec->ca_path : NULL, sec->cert_path, sec->key_path};
+    return &a->tls;
+}
+
 static int open_pd(app *a)
 {
     const tkv_cfg_strlist *eps = &a->cfg.pd.endpoints;
@@ -98,6 +110,7 @@ static int open_pd(app *a)
     pdc_opts_init(&o);
     o.endpoints = (const char *const *)eps->items;
     o.n_endpoints = eps->len;
+    o.tls = client_tls(a); /* TLS branch: PD over the [security] files */
     uint64_t deadline = tkv_clock_mono_ms() + PD_WAIT_MS;
     for (int attempt = 0;; attempt++) {
         int rc = pdc_open(&o, &a->pd);
@@ -144,6 +157,7 @@ static void raftstore_opts(const app *a, rstore_opts *o, const char *snap_dir)
     o->max_peer_down_ms = r->max_peer_down_duration_ms;
     o->capacity_bytes = r->capacity_bytes;
     o->version = srv_version();
+    o->tls = a->tls.cert_path != NULL ? &a->tls : NULL; /* TLS branch: raft and snapshots */
 }
 
 /* Returns "host:port" with @port replacing a 0 port in @addr. */

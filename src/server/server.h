@@ -115,6 +115,13 @@ typedef struct srv_status_opts {
     const char *version;     /* NULL: srv_version() */
     const char *git_hash;    /* NULL: srv_git_hash() */
     const char *config_json; /* /config body (copied); NULL: "{}" */
+    /* HTTPS with the [security] files (NULL: plain HTTP); with a CA, mutual TLS and the
+     * allow-lists (NULL-terminated, NULL: any certificate the CA signed) as on the gRPC
+     * port. */
+    const rpc_tls *tls;
+    const char *const *allowed_cn;
+    const char *const *allowed_san;
+    struct sec_wire *wire; /* audit log and guard for refused peers; NULL: none */
 } srv_status_opts;
 
 /* Starts the status server: GET /metrics (Prometheus text format 0.0.4 from the metrics
@@ -149,6 +156,12 @@ typedef struct srv_config_server {
     uint64_t max_grpc_send_msg_len;     /* max-grpc-send-msg-len, 10 MiB (bytes) */
     uint64_t grpc_keepalive_time_ms;    /* grpc-keepalive-time, "10s" */
     uint64_t grpc_keepalive_timeout_ms; /* grpc-keepalive-timeout, "3s" */
+    /* gRPC hardening (TiKV's keys, except max-grpc-recv-msg-len and grpc-max-connection-idle
+     * which are ours): */
+    uint64_t max_grpc_recv_msg_len;       /* max-grpc-recv-msg-len, "256MiB" */
+    int grpc_concurrent_stream;           /* grpc-concurrent-stream, 1024 (per connection) */
+    uint64_t grpc_memory_pool_quota;      /* grpc-memory-pool-quota, "0" = unlimited (bytes) */
+    uint64_t grpc_max_connection_idle_ms; /* grpc-max-connection-idle, "0" = never */
 } srv_config_server;
 
 /* [storage] */
@@ -205,6 +218,12 @@ typedef struct srv_config_security {
     tkv_cfg_strlist cert_allowed_cn; /* cert-allowed-cn, [] */
     bool redact_info_log;            /* redact-info-log, false */
     const char **cert_allowed_cn_nt; /* (derived) cert-allowed-cn, NULL-terminated */
+    /* Ours (TiKV has no such keys): */
+    tkv_cfg_strlist cert_allowed_san; /* cert-allowed-san, []: exact subject alternative names */
+    const char **cert_allowed_san_nt; /* (derived) cert-allowed-san, NULL-terminated */
+    char *audit_log;                  /* audit-log, "" = off: the hash-chained audit log */
+    uint64_t auth_failure_burst;      /* auth-failure-burst, 10: refusals per address before a
+                                       * ban (the brute-force guard, security/guard.h) */
 } srv_config_security;
 
 /* [log] */
@@ -282,12 +301,16 @@ typedef struct srv_node srv_node;
  * listening) carrying the tikv service with @admin hooks (NULL: none yet), and the status
  * server's settings. Register further methods (raftstore's /tikvpb.Tikv/Raft, BatchRaft,
  * Snapshot) on srv_node_rpc() before srv_node_start.
- * Errors: TKV_ECONFIG (TLS files), -ENOMEM, -EINVAL, with @errmsg. */
+ * Errors: TKV_ECONFIG (TLS files), TKV_ECORRUPT (the audit log fails verification), -errno,
+ * -ENOMEM, -EINVAL, with @errmsg. */
 TKV_MUST_USE int srv_node_new(const srv_config *cfg, stor_kv *kv, const srv_admin_hooks *admin,
                               srv_node **out, char *errmsg);
 
 /* Returns the node's gRPC server (to add methods before srv_node_start), storage and service. */
 rpc_server *srv_node_rpc(srv_node *n);
+/* Returns the node's audit log and brute-force guard (security/wire.h), opened from
+ * security.audit-log by srv_node_new; both servers report refused peers to it. */
+struct sec_wire *srv_node_wire(srv_node *n);
 stor *srv_node_storage(srv_node *n);
 srv_service *srv_node_service(srv_node *n);
 

@@ -28,6 +28,7 @@
 typedef struct ctl {
     const char *url;
     bool json;
+    const char *ca_path, *cert_path, *key_path; /* TLS (PEM); NULL: none */
 } ctl;
 
 typedef struct body {
@@ -64,6 +65,12 @@ static long request(const ctl *c, const char *method, const char *path, const ch
     char url[2048];
     snprintf(url, sizeof(url), "%s%s", c->url, path);
     curl_easy_setopt(h, CURLOPT_URL, url);
+    if (c->ca_path != NULL)
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_path);
+    if (c->cert_path != NULL)
+        curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert_path);
+    if (c->key_path != NULL)
+        curl_easy_setopt(h, CURLOPT_SSLKEY, c->key_path);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
@@ -525,6 +532,8 @@ static void usage(FILE *f)
     fprintf(f, "Usage: pd-ctl [-u URL] [--json] COMMAND\n"
                "  -u, --pd URL     pd-server's HTTP API (default http://127.0.0.1:2381)\n"
                "  --json           print the server's JSON instead of tables\n"
+               "  --ca-path FILE --cert-path FILE --key-path FILE\n"
+               "                   TLS (PEM; also --cacert, --cert, --key): https:// URLs\n"
                "Commands:\n"
                "  store [ID]                          stores (or one store)\n"
                "  store delete ID                     set a store Offline (it is drained)\n"
@@ -548,6 +557,15 @@ int main(int argc, char **argv)
     for (; i < argc && argv[i][0] == '-'; i++) {
         if ((strcmp(argv[i], "-u") == 0 || strcmp(argv[i], "--pd") == 0) && i + 1 < argc)
             c.url = argv[++i];
+        else if ((strcmp(argv[i], "--ca-path") == 0 || strcmp(argv[i], "--cacert") == 0) &&
+                 i + 1 < argc)
+            c.ca_path = argv[++i];
+        else if ((strcmp(argv[i], "--cert-path") == 0 || strcmp(argv[i], "--cert") == 0) &&
+                 i + 1 < argc)
+            c.cert_path = argv[++i];
+        else if ((strcmp(argv[i], "--key-path") == 0 || strcmp(argv[i], "--key") == 0) &&
+                 i + 1 < argc)
+            c.key_path = argv[++i];
         else if (strcmp(argv[i], "--json") == 0)
             c.json = true;
         else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -564,7 +582,8 @@ int main(int argc, char **argv)
     }
     /* Accept "127.0.0.1:2381" without a scheme, as PD's pd-ctl does; drop trailing '/'. */
     char url[512];
-    snprintf(url, sizeof(url), "%s%s", strstr(c.url, "://") ? "" : "http://", c.url);
+    const char *scheme = c.ca_path != NULL || c.cert_path != NULL ? "https://" : "http://";
+    snprintf(url, sizeof(url), "%s%s", strstr(c.url, "://") ? "" : scheme, c.url);
     for (size_t ul = strlen(url); ul > 0 && url[ul - 1] == '/'; ul--)
         url[ul - 1] = '\0';
     c.url = url;

@@ -1,0 +1,71 @@
+/*
+ * pd_security.c: pd-server's [security] settings applied to its servers: TLS files (reloaded
+ * when they change, see security/tls.h) for gRPC and the HTTP API, the exact-name
+ * allow-lists, and the audit log with the brute-force guard for refused peers
+ * (security/wire.h).
+ */
+#include <stdio.h>
+
+#include "http/http.h"
+#include "pd/pd_int.h"
+#include "security/wire.h"
+
+static void names(char src[PD_MAX_ALLOWED][PD_ALLOWED_NAME], size_t n, const char **dst)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = src[i];
+    dst[n] = NULL;
+}
+
+int pd__security_init(pd_server *s, char errmsg[TKV_ERRMSG_LEN])
+{
+    const pd_config *c = &s->cfg;
+    if (c->cert_path[0] != '\0')
+        s->tls = (rpc_tls){c->cacert_path, c->cert_path, c->key_path};
+    names(s->cfg.cert_allowed_cn, c->n_cert_allowed_cn, s->allowed_cn);
+    names(s->cfg.cert_allowed_san, c->n_cert_allowed_san, s->allowed_san);
+    sec_guard_opts go;
+    sec_guard_opts_init(&go);
+    go.max_failures = (uint32_t)TKV_MIN(c->auth_failure_burst, UINT32_MAX);
+    sec_wire_opts wo = {.component = "pd-server", .audit_path = c->audit_log, .guard = &go};
+    char err[TKV_ERRMSG_LEN];
+    int rc = sec_wire_new(&wo, &s->wire, err);
+    if (rc != 0)
+        snprintf(errmsg, TKV_ERRMSG_LEN, "open audit log: %.200s", err);
+    return rc;
+}
+
+void pd__security_deinit(pd_server *s)
+{
+    sec_wire_free(s->wire);
+    s->wire = NULL;
+}
+
+const char *pd__url_scheme(const pd_server *s)
+{
+    return s->tls.cert_path != NULL ? "https://" : "http://";
+}
+
+void pd__security_rpc(pd_server *s, rpc_server_opts *o)
+{
+    if (s->tls.cert_path != NULL) {
+        o->tls = &s->tls;
+        o->cert_allowed_cn = s->allowed_cn;
+        o->cert_allowed_san = s->allowed_san;
+    }
+    if (s->wire != NULL)
+        sec_wire_rpc(s->wire, o);
+}
+
+void pd__security_http(pd_server *s, http_server_opts *o)
+{
+    if (s->tls.cert_path != NULL) {
+        o->ca_path = s->tls.ca_path;
+        o->cert_path = s->tls.cert_path;
+        o->key_path = s->tls.key_path;
+        o->allowed_cn = s->allowed_cn;
+        o->allowed_san = s->allowed_san;
+    }
+    if (s->wire != NULL)
+        sec_wire_http(s->wire, o);
+}
