@@ -688,6 +688,10 @@ struct pd_server {
 TKV_MUST_USE int pd__grpc_register(pd_server *s);
 TKV_MUST_USE int pd__grpc_register_streams(pd_server *s);
 TKV_MUST_USE int pd__etcd_register(pd_server *s);
+/* Reads / writes one etcd key's value from inside PD (pd_etcd.c; a write takes a new
+ * revision as a Put does). Errors: storage errors, TKV_ECORRUPT, -ENOMEM. */
+TKV_MUST_USE int pd__etcd_get_value(pd_server *s, tkv_slice key, tkv_buf *value, bool *found);
+TKV_MUST_USE int pd__etcd_put_value(pd_server *s, tkv_slice key, tkv_slice value);
 /* Loads the etcd revision (pd_etcd.c). */
 TKV_MUST_USE int pd__etcd_load(pd_server *s);
 /* pd_security.c: builds s->tls, the allow-lists and the audit log / guard (s->wire) from
@@ -698,6 +702,8 @@ void pd__security_deinit(pd_server *s);
 /* Applies TLS, allow-lists and the refusal hooks to the gRPC / HTTP server options. */
 void pd__security_rpc(pd_server *s, struct rpc_server_opts *o);
 void pd__security_http(pd_server *s, struct http_server_opts *o);
+/* GET / POST /pd/api/v1/security/authz: the authorization policy document. */
+void pd__authz_http(const http_request *rq, http_response *rs, void *ud);
 /* "https://" with TLS, else "http://". */
 const char *pd__url_scheme(const pd_server *s);
 

@@ -2,12 +2,16 @@
  * pd_security.c: pd-server's [security] settings applied to its servers: TLS files (reloaded
  * when they change, see security/tls.h) for gRPC and the HTTP API, the exact-name
  * allow-lists, and the audit log with the brute-force guard for refused peers
- * (security/wire.h).
+ * (security/wire.h); the key-range authorization policy (security/authz.h) read and replaced
+ * through GET/POST /pd/api/v1/security/authz (pd-ctl role ...), kept in PD's etcd store where
+ * tikv-servers read it.
  */
 #include <stdio.h>
 
+#include "base/log.h"
 #include "http/http.h"
 #include "pd/pd_int.h"
+#include "security/authz.h"
 #include "security/wire.h"
 
 static void names(char src[PD_MAX_ALLOWED][PD_ALLOWED_NAME], size_t n, const char **dst)
@@ -68,4 +72,60 @@ void pd__security_http(pd_server *s, http_server_opts *o)
     }
     if (s->wire != NULL)
         sec_wire_http(s->wire, o);
+}
+
+/* ---- the authorization policy (security/authz.h) over the HTTP API ----------------------- */
+
+void pd__authz_http(const http_request *rq, http_response *rs, void *ud)
+{
+    pd_server *s = ud;
+    tkv_slice key = tkv_slice_str(SEC_AUTHZ_KEY);
+    if (strcmp(rq->method, "GET") == 0) {
+        bool found = false;
+        if (pd__etcd_get_value(s, key, &rs->body, &found) != 0) {
+            http_error(rs, 500, "cannot read the authorization policy");
+            return;
+        }
+        static const char empty[] = "{\"roles\": {}, \"bindings\": {}}";
+        if (!found && tkv_buf_append(&rs->body, empty, sizeof(empty) - 1) != 0) {
+            http_error(rs, 500, "out of memory");
+            return;
+        }
+        rs->status = 200;
+        rs->content_type = "application/json; charset=UTF-8";
+        return;
+    }
+    if (strcmp(rq->method, "POST") != 0) {
+        http_error(rs, 405, "GET or POST");
+        return;
+    }
+    /* The whole document is replaced, after it parses as a policy. */
+    char err[TKV_ERRMSG_LEN];
+    sec_authz *a = NULL;
+    int rc = sec_authz_parse((const char *)rq->body, rq->body_len, &a, err);
+    sec_authz_free(a);
+    if (rc != 0) {
+        http_error(rs, 400, rc == -ENOMEM ? "out of memory" : err);
+        return;
+    }
+    rc = pd__etcd_put_value(s, key, tkv_slice_of(rq->body, rq->body_len));
+    if (rc != 0) {
+        http_error(rs, 500, "cannot store the authorization policy");
+        return;
+    }
+    char who[160];
+    snprintf(who, sizeof(who), "%s cn=%s", rq->peer, rq->cert_cn != NULL ? rq->cert_cn : "");
+    TKV_LOG_INFO("authorization policy replaced", TKV_LF_STR("by", who),
+                 TKV_LF_U64("bytes", rq->body_len));
+    sec_audit_event ev = {.type = "admin",
+                          .peer = who,
+                          .method = "role change",
+                          .reason = "authorization policy replaced",
+                          .details = NULL};
+    sec_wire_event(s->wire, &ev);
+    rs->status = 200;
+    rs->content_type = "application/json; charset=UTF-8";
+    static const char ok[] = "\"The authorization policy is updated.\"\n";
+    if (tkv_buf_append(&rs->body, ok, sizeof(ok) - 1) != 0)
+        http_error(rs, 500, "out of memory");
 }

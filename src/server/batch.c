@@ -252,6 +252,21 @@ static void dispatch_one(srv_bstream *st, int cmd, tkv_slice inner, uint64_t id)
         answer_region_error(st, id, cmd, "malformed %s request", sm->name);
         return;
     }
+    char reason[192];
+    if (!srv__authorized(sm, st->call, req, reason, sizeof(reason))) {
+        rpc_msg_free(req);
+        if (sm->fail != NULL)
+            tkv_series_inc(sm->fail);
+        ProtobufCMessage *resp = NULL;
+        if (srv_authz_denied_response(sm->m->resp_desc, reason, &resp) == 0) {
+            answer a = {.cmd = cmd, .msg = resp};
+            answer_id(st, id, &a);
+            tkv_free(resp);
+        } else {
+            answer_region_error(st, id, cmd, "%s", reason);
+        }
+        return;
+    }
     binner *b = tkv_malloc(sizeof(*b));
     if (b == NULL) {
         rpc_msg_free(req);

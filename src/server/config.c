@@ -149,6 +149,7 @@ const tkv_cfg_field srv_config_fields[] = {
     F("security.cert-allowed-san", STRLIST, security.cert_allowed_san, "[]", NULL),
     F("security.audit-log", STR, security.audit_log, "\"\"", NULL),
     F("security.auth-failure-burst", U64, security.auth_failure_burst, "10", check_positive_u64),
+    F("security.authorization", BOOL, security.authorization, "false", NULL),
 
     F("log.level", STR, log.level, "\"info\"", check_log_level),
     F("log.file.filename", STR, log.file_filename, "\"\"", NULL),

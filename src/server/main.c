@@ -29,6 +29,7 @@
 #include "engine/engine.h"
 #include "pdc/pdc.h"
 #include "raftstore/raftstore.h"
+#include "security/authz.h"
 #include "server/server.h"
 
 #define EXIT_START 1
@@ -45,7 +46,8 @@ typedef struct app {
     rstore *rs;
     stor_kv *seam;
     srv_node *node;
-    rpc_tls tls; /* TLS branch: client side of [security] (client_tls) */
+    rpc_tls tls;      /* TLS branch: client side of [security] (client_tls) */
+    srv_authz *authz; /* TLS branch: security.authorization */
     char err[TKV_ERRMSG_LEN];
 } app;
 
@@ -160,6 +162,25 @@ static void raftstore_opts(const app *a, rstore_opts *o, const char *snap_dir)
     o->tls = a->tls.cert_path != NULL ? &a->tls : NULL; /* TLS branch: raft and snapshots */
 }
 
+/* TLS branch: security.authorization reads the key-range policy from PD's etcd store. */
+static int fetch_policy(void *ud, tkv_buf *doc, bool *found)
+{
+    app *a = ud;
+    return pdc_etcd_get(a->pd, tkv_slice_str(SEC_AUTHZ_KEY), doc, found);
+}
+
+static int start_authz(app *a)
+{
+    int rc = srv_authz_new(fetch_policy, a, 1000, srv_node_wire(a->node), &a->authz);
+    if (rc != 0) {
+        snprintf(a->err, TKV_ERRMSG_LEN, "authorization: %s", tkv_strerror(rc));
+        return rc;
+    }
+    srv_service_set_authz(srv_node_service(a->node), a->authz);
+    TKV_LOG_INFO("authorization by key range is on");
+    return 0;
+}
+
 /* Returns "host:port" with @port replacing a 0 port in @addr. */
 static void with_port(const char *addr, int port, char *out, size_t cap)
 {
@@ -203,6 +224,8 @@ static int start(app *a)
     }
     srv_admin_hooks hooks = {.impl = a->rs, .split_region = rstore_split_region};
     rc = srv_node_new(&a->cfg, a->seam, &hooks, &a->node, a->err);
+    if (rc == 0 && a->cfg.security.authorization) /* TLS branch: roles from PD */
+        rc = start_authz(a);
     if (rc == 0)
         rc = rstore_register_service(a->rs, srv_node_rpc(a->node));
     if (rc == 0)
@@ -234,7 +257,8 @@ static void stop(app *a)
         srv_node_stop(a->node, 1000); /* new requests refused, calls in flight finish */
     if (a->rs)
         rstore_stop(a->rs);
-    pdc_close(a->pd); /* its heartbeat callbacks into raftstore end here */
+    srv_authz_free(a->authz); /* TLS branch: before the PD client it reads with */
+    pdc_close(a->pd);         /* its heartbeat callbacks into raftstore end here */
     srv_node_free(a->node);
     stor_kv_free(a->seam);
     rstore_free(a->rs);

@@ -224,6 +224,7 @@ typedef struct srv_config_security {
     char *audit_log;                  /* audit-log, "" = off: the hash-chained audit log */
     uint64_t auth_failure_burst;      /* auth-failure-burst, 10: refusals per address before a
                                        * ban (the brute-force guard, security/guard.h) */
+    bool authorization; /* authorization, false: key-range roles from PD (srv_authz) */
 } srv_config_security;
 
 /* [log] */
@@ -291,6 +292,43 @@ void srv_config_rpc_opts(const srv_config *cfg, rpc_server_opts *o, rpc_tls *tls
 /* Applies the [log] and [security] settings to the process logger (level, file, redaction).
  * Errors: TKV_ECONFIG (unknown level), -errno (log file cannot be opened), with @errmsg. */
 TKV_MUST_USE int srv_config_apply_log(const srv_config *cfg, char *errmsg);
+
+/* ---- authorization by key range (security/authz.h) -------------------------------------- */
+
+/* With security.authorization on, every storage request is checked against the policy in PD:
+ * the caller is the verified client certificate's common name, the permission comes from the
+ * method (reads, writes, admin methods such as RawDeleteRange, UnsafeDestroyRange and
+ * SplitRegion), the keys and ranges from the request. A refused request gets its response's
+ * error field set ("permission denied: ...", the client sees an error, not a retry) or, for
+ * responses without one, PERMISSION_DENIED; it is audited as "request_rejected". Until the
+ * first policy arrives everything is refused. */
+typedef struct srv_authz srv_authz;
+
+/* Reads the policy document (etcd key SEC_AUTHZ_KEY in PD) into @doc; *@found false: none
+ * stored (the empty policy). Errors: any negative code (the previous policy stays). */
+typedef int (*srv_authz_fetch_fn)(void *ud, tkv_buf *doc, bool *found);
+
+/* Starts a checker that fetches the policy now and every @refresh_ms; refusals go to @wire's
+ * audit log (NULL: none). Errors: -EINVAL, -ENOMEM, -errno (thread). */
+TKV_MUST_USE int srv_authz_new(srv_authz_fetch_fn fetch, void *ud, uint64_t refresh_ms,
+                               struct sec_wire *wire, srv_authz **out);
+/* Fetches and applies the policy now. Errors: from fetch or parsing (policy kept). */
+int srv_authz_refresh(srv_authz *a);
+/* Stops the refresher and frees @a. NULL is a no-op. */
+void srv_authz_free(srv_authz *a);
+/* Returns true when certificate name @cn may call @method ("RawGet") with @req; else writes
+ * why into @reason and audits the refusal. Thread: any. */
+bool srv_authz_check(srv_authz *a, const char *cn, const char *method, const ProtobufCMessage *req,
+                     char *reason, size_t cap);
+/* The permission @method needs. */
+int srv_authz_perm_of(const char *method);
+/* Builds an empty response of type @d whose error field carries @msg (string error, or a
+ * KeyError's abort); free it with tkv_free (@msg is borrowed). Errors: TKV_ENOTFOUND (no such
+ * field), -ENOMEM. */
+TKV_MUST_USE int srv_authz_denied_response(const ProtobufCMessageDescriptor *d, const char *msg,
+                                           ProtobufCMessage **out);
+/* Makes @svc check every request with @a (NULL: off). Call before the server starts. */
+void srv_service_set_authz(srv_service *svc, srv_authz *a);
 
 /* ---- the node: service, gRPC server and status server together --------------------------- */
 

@@ -120,6 +120,26 @@ static void unary_done(void *ud, const ProtobufCMessage *resp)
     tkv_free(u);
 }
 
+bool srv__authorized(const srv_method *sm, rpc_call *call, const ProtobufCMessage *req,
+                     char *reason, size_t cap)
+{
+    srv_authz *a = sm->svc->authz;
+    return a == NULL || srv_authz_check(a, rpc_call_peer_cn(call), sm->name, req, reason, cap);
+}
+
+void srv__deny(const srv_method *sm, rpc_call *call, const char *reason)
+{
+    ProtobufCMessage *resp = NULL;
+    if (sm->m != NULL && srv_authz_denied_response(sm->m->resp_desc, reason, &resp) == 0) {
+        TKV_IGNORE(rpc_call_reply_msg(call, resp));
+        tkv_free(resp);
+    } else {
+        rpc_call_finish(call, RPC_PERMISSION_DENIED, reason);
+    }
+    if (sm->fail != NULL)
+        tkv_series_inc(sm->fail);
+}
+
 static void unary_on_request(rpc_call *call, tkv_slice msg, void *ud)
 {
     const srv_method *sm = ud;
@@ -127,6 +147,12 @@ static void unary_on_request(rpc_call *call, tkv_slice msg, void *ud)
     ProtobufCMessage *req = srv__accept(sm, call, msg, sm->m->req_desc);
     if (req == NULL)
         return;
+    char reason[192];
+    if (!srv__authorized(sm, call, req, reason, sizeof(reason))) {
+        srv__deny(sm, call, reason);
+        rpc_msg_free(req);
+        return;
+    }
     unary_call *u = tkv_malloc(sizeof(*u));
     if (u == NULL) {
         rpc_msg_free(req);
@@ -268,6 +294,11 @@ void srv_service_set_admin(srv_service *svc, const srv_admin_hooks *admin)
     else
         memset(&svc->admin, 0, sizeof(svc->admin));
     pthread_mutex_unlock(&svc->mu);
+}
+
+void srv_service_set_authz(srv_service *svc, srv_authz *a)
+{
+    svc->authz = a;
 }
 
 void srv_service_shutdown(srv_service *svc)

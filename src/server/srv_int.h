@@ -45,7 +45,16 @@ struct srv_service {
     tkv_series *resp_batch_size; /* tikv_server_grpc_resp_batch_size */
     srv_bstream *free_streams;   /* stream states ready for reuse */
     srv_bstream *all_streams;    /* every stream state made, freed with the service */
+    srv_authz *authz;            /* key-range authorization, NULL: off */
 };
+
+/* With authorization on, checks @req of method @sm for @call's certificate name. Returns
+ * true to go on; false after answering: through @deny (batch) or by finishing @call. */
+bool srv__authorized(const srv_method *sm, rpc_call *call, const ProtobufCMessage *req,
+                     char *reason, size_t cap);
+/* Answers a unary request the policy refused: its response with the error field set, else
+ * PERMISSION_DENIED. */
+void srv__deny(const srv_method *sm, rpc_call *call, const char *reason);
 
 /* Records a served request's duration (from @start_ns, tkv_clock_mono_ns). */
 void srv__observe(const srv_method *sm, uint64_t start_ns);
