@@ -324,6 +324,7 @@ static void sendq_drop(rpc__sendq *q)
     }
     q->head = q->tail = NULL;
     q->len = 0;
+    q->bytes = 0;
 }
 
 void rpc__sendq_deinit(rpc__sendq *q)
@@ -351,6 +352,7 @@ int rpc__sendq_push(rpc__sendq *q, grpc_byte_buffer *bb)
         q->head = it;
     q->tail = it;
     q->len++;
+    q->bytes += grpc_byte_buffer_length(bb);
     return 0;
 }
 
@@ -382,6 +384,7 @@ bool rpc__sendq_kick(rpc__sendq *q, grpc_call *call, rpc__tag *tag)
         if (q->head == NULL)
             q->tail = NULL;
         q->len--;
+        q->bytes -= TKV_MIN(q->bytes, grpc_byte_buffer_length(it->bb));
         q->flight_bb = it->bb;
         tkv_free(it);
         ops[n].op = GRPC_OP_SEND_MESSAGE;

@@ -86,6 +86,7 @@ typedef struct rpc__sendq {
     bool broken;      /* a send failed: the call is dead, everything queued was dropped */
     rpc__sq_item *head, *tail;
     size_t len;
+    size_t bytes; /* message bytes queued (not counting the one in flight) */
     grpc_byte_buffer *flight_bb;
     grpc_status_code end_code;
     grpc_slice end_details;

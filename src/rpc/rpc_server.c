@@ -326,6 +326,30 @@ static void post_recv(rpc_call *c)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* A stream whose client does not read: with this many response bytes queued and not yet
+ * taken by the transport, the stream is ended with RESOURCE_EXHAUSTED instead of reading (and
+ * answering) more of its requests, so memory per stream stays bounded however fast the client
+ * sends. (Not reading alone would not do: gRPC core keeps buffering what the client sends.)
+ * A client that sends many requests before reading is fine up to this much. */
+#define STREAM_MAX_QUEUED_BYTES (4u << 20)
+
+/* Posts the next receive of a streaming call, or ends a call whose client is not reading. */
+static void next_recv(rpc_call *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool stuck = c->sq.bytes >= STREAM_MAX_QUEUED_BYTES && !c->sq.broken;
+    pthread_mutex_unlock(&c->mu);
+    if (!stuck) {
+        post_recv(c);
+        return;
+    }
+    TKV_LOG_WARN("stream ended: its client does not read the responses",
+                 TKV_LF_STR("method", c->path),
+                 TKV_LF_U64("queued_bytes", STREAM_MAX_QUEUED_BYTES));
+    grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                 "too many responses queued: the client is not reading", NULL);
+}
+
 /* Decides whether the call's peer may call: the gate, then (with mutual TLS) the client
  * certificate: verified by the CA, with an allowed name. Returns RPC_OK, or the refusal code
  * with @reason set; c->cn receives the certificate's common name. */
@@ -479,7 +503,7 @@ static void on_recv(rpc__tag *t, bool ok)
         h->on_request(c, rpc__slice(msg), h->ud);
     } else if (!atomic_load(&c->finished)) {
         h->on_request(c, rpc__slice(msg), h->ud);
-        post_recv(c);
+        next_recv(c);
     }
     grpc_slice_unref(msg);
     call_unref(c);

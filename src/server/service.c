@@ -115,6 +115,7 @@ void srv__reply(const srv_method *sm, rpc_call *call, const ProtobufCMessage *re
 static void unary_done(void *ud, const ProtobufCMessage *resp)
 {
     unary_call *u = ud;
+    atomic_fetch_sub(&u->sm->svc->inflight, 1);
     srv__reply(u->sm, u->call, resp, u->start_ns);
     rpc_msg_free(u->req);
     tkv_free(u);
@@ -160,8 +161,19 @@ static void unary_on_request(rpc_call *call, tkv_slice msg, void *ud)
         return;
     }
     *u = (unary_call){.sm = sm, .call = call, .req = req, .start_ns = start};
+    if (atomic_fetch_add(&sm->svc->inflight, 1) >= SRV_MAX_INFLIGHT) {
+        atomic_fetch_sub(&sm->svc->inflight, 1);
+        rpc_msg_free(req);
+        tkv_free(u);
+        if (sm->fail != NULL)
+            tkv_series_inc(sm->fail);
+        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED,
+                        "server is busy: too many requests in flight");
+        return;
+    }
     int rc = sm->m->fn(sm->svc->s, req, unary_done, u);
     if (rc != 0) {
+        atomic_fetch_sub(&sm->svc->inflight, 1);
         /* Refused: the callback never runs. */
         rpc_msg_free(req);
         tkv_free(u);
@@ -234,6 +246,7 @@ int srv_service_new(rpc_server *rs, stor *s, const srv_admin_hooks *admin, srv_s
     svc->rs = rs;
     svc->s = s;
     atomic_init(&svc->stopping, false);
+    atomic_init(&svc->inflight, 0);
     if (admin != NULL)
         svc->admin = *admin;
     int rc = pthread_mutex_init(&svc->mu, NULL);

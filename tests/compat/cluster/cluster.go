@@ -215,6 +215,14 @@ func (c *Cluster) launch(p *Proc, bin string) {
 	}()
 }
 
+// PID returns the process id (0 when not started).
+func (p *Proc) PID() int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Running reports whether the process is alive.
 func (p *Proc) Running() bool {
 	if p.cmd == nil {
