@@ -50,6 +50,7 @@ struct http_server {
     tls_ident *ident; /* the newest; older ones chained behind */
     bool (*peer_gate)(const char *peer, void *ud);
     void (*on_rejected)(const http_rejection *r, void *ud);
+    void (*on_served)(const http_request *rq, int status, void *ud);
     void *hook_ud;
 };
 
@@ -399,6 +400,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         .conn_internal = c,
     };
     match->fn(&rq, &rs, srv->ud);
+    if (srv->on_served != NULL)
+        srv->on_served(&rq, rs.status, srv->hook_ud);
     return send_response(c, &rs);
 }
 
@@ -501,6 +504,7 @@ int http_server_start(const http_server_opts *opts, http_server **out, char *err
     srv->max_body = opts->max_body_bytes ? opts->max_body_bytes : 8u << 20;
     srv->peer_gate = opts->peer_gate;
     srv->on_rejected = opts->on_rejected;
+    srv->on_served = opts->on_served;
     srv->hook_ud = opts->hook_ud;
     int rc = tls_setup(srv, opts, errmsg);
     if (rc != 0) {

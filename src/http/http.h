@@ -100,6 +100,9 @@ typedef struct http_server_opts {
      * request. */
     bool (*peer_gate)(const char *peer, void *ud);
     void (*on_rejected)(const http_rejection *r, void *ud);
+    /* Optional: told about every request a route answered, with its status (after the
+     * handler, before the response goes out; for audit records of changes). */
+    void (*on_served)(const http_request *rq, int status, void *ud);
     void *hook_ud;
 } http_server_opts;
 

@@ -3,6 +3,7 @@
  * hooks (see wire.h).
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "base/log.h"
 #include "security/wire.h"
@@ -92,6 +93,24 @@ static void http_rejected(const http_rejection *r, void *ud)
     rejected(ud, p, r->cert_cn, r->method, r->reason);
 }
 
+/* Every change made through the HTTP API (a method other than GET that succeeded) is an
+ * admin action: config changes, operators, store states, role changes. */
+static void http_served(const http_request *rq, int status, void *ud)
+{
+    if (strcmp(rq->method, "GET") == 0 || strcmp(rq->method, "HEAD") == 0 || status >= 400)
+        return;
+    char who[160], what[300], details[64];
+    snprintf(who, sizeof(who), "%s cn=%s", rq->peer, rq->cert_cn != NULL ? rq->cert_cn : "");
+    snprintf(what, sizeof(what), "%s %s", rq->method, rq->path);
+    snprintf(details, sizeof(details), "status %d, %zu bytes of body", status, rq->body_len);
+    sec_audit_event ev = {.type = "admin",
+                          .peer = who,
+                          .method = what,
+                          .reason = "HTTP API change",
+                          .details = details};
+    sec_wire_event(ud, &ev);
+}
+
 void sec_wire_rpc(sec_wire *w, rpc_server_opts *o)
 {
     o->peer_gate = rpc_gate;
@@ -103,6 +122,7 @@ void sec_wire_http(sec_wire *w, http_server_opts *o)
 {
     o->peer_gate = http_gate;
     o->on_rejected = http_rejected;
+    o->on_served = http_served;
     o->hook_ud = w;
 }
 

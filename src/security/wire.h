@@ -8,6 +8,9 @@
  *     record {"event":"peer_rejected","peer":...,"method":...,"reason":...,"details":"cn=..."}
  *     and one failure for the guard; an address that fails too often is refused for a while
  *     (record "peer_banned").
+ *   - Every change through the HTTP API (a method other than GET that succeeded: config,
+ *     operators, store states, roles) becomes an "admin" record with the caller's address
+ *     and certificate name.
  *   - sec_wire_new writes a "start" record, sec_wire_free a "stop" record and seals the log.
  *   - sec_wire_event lets the server add its own records (admin actions, refused requests).
  *
@@ -54,7 +57,7 @@ void sec_wire_free(sec_wire *w);
 /* Sets @o's peer_gate, on_peer_rejected and hook_ud to this wire. */
 void sec_wire_rpc(sec_wire *w, rpc_server_opts *o);
 
-/* Sets @o's peer_gate, on_rejected and hook_ud to this wire. */
+/* Sets @o's peer_gate, on_rejected, on_served and hook_ud to this wire. */
 void sec_wire_http(sec_wire *w, http_server_opts *o);
 
 /* Appends @ev to the audit log (no-op without one). Thread: any. */

@@ -116,6 +116,7 @@ static void split_on_request(rpc_call *call, tkv_slice msg, void *ud)
         rpc_msg_free(m);
         return;
     }
+    srv__audit_admin(sm, call);
     int rc;
     const Kvrpcpb__SplitRegionRequest *req = (const Kvrpcpb__SplitRegionRequest *)m;
     pthread_mutex_lock(&svc->mu);

@@ -283,6 +283,7 @@ static void dispatch_one(srv_bstream *st, int cmd, tkv_slice inner, uint64_t id)
         }
         return;
     }
+    srv__audit_admin(sm, st->call);
     binner *b = tkv_malloc(sizeof(*b));
     if (b == NULL) {
         rpc_msg_free(req);

@@ -92,6 +92,8 @@ int srv_node_new(const srv_config *cfg, stor_kv *kv, const srv_admin_hooks *admi
     if (rc == 0) {
         step = "tikv service";
         rc = srv_service_new(n->rs, n->storage, admin, &n->svc);
+        if (rc == 0)
+            srv_service_set_wire(n->svc, n->wire);
     }
     if (rc != 0) {
         if (errmsg != NULL)

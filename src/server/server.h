@@ -329,6 +329,10 @@ TKV_MUST_USE int srv_authz_denied_response(const ProtobufCMessageDescriptor *d, 
                                            ProtobufCMessage **out);
 /* Makes @svc check every request with @a (NULL: off). Call before the server starts. */
 void srv_service_set_authz(srv_service *svc, srv_authz *a);
+/* Makes @svc write an "admin" audit record for every admin request it serves (SplitRegion,
+ * RawDeleteRange, UnsafeDestroyRange, ...) into @w (NULL: none). Call before the server
+ * starts. */
+void srv_service_set_wire(srv_service *svc, struct sec_wire *w);
 
 /* ---- the node: service, gRPC server and status server together --------------------------- */
 

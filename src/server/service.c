@@ -7,6 +7,8 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "security/authz.h"
+#include "security/wire.h"
 #include "server/srv_int.h"
 
 #define TIKV_PATH_PREFIX "/tikvpb.Tikv/"
@@ -154,6 +156,7 @@ static void unary_on_request(rpc_call *call, tkv_slice msg, void *ud)
         rpc_msg_free(req);
         return;
     }
+    srv__audit_admin(sm, call);
     unary_call *u = tkv_malloc(sizeof(*u));
     if (u == NULL) {
         rpc_msg_free(req);
@@ -312,6 +315,22 @@ void srv_service_set_admin(srv_service *svc, const srv_admin_hooks *admin)
 void srv_service_set_authz(srv_service *svc, srv_authz *a)
 {
     svc->authz = a;
+}
+
+void srv_service_set_wire(srv_service *svc, struct sec_wire *w)
+{
+    svc->wire = w;
+}
+
+void srv__audit_admin(const srv_method *sm, rpc_call *call)
+{
+    if (sm->svc->wire == NULL || srv_authz_perm_of(sm->name) != SEC_PERM_ADMIN)
+        return;
+    char peer[128], who[300];
+    rpc_call_peer(call, peer, sizeof(peer));
+    snprintf(who, sizeof(who), "%s cn=%s", peer, rpc_call_peer_cn(call));
+    sec_audit_event ev = {.type = "admin", .peer = who, .method = sm->name, .reason = "served"};
+    sec_wire_event(sm->svc->wire, &ev);
 }
 
 void srv_service_shutdown(srv_service *svc)

@@ -47,12 +47,16 @@ struct srv_service {
     srv_bstream *all_streams;    /* every stream state made, freed with the service */
     srv_authz *authz;            /* key-range authorization, NULL: off */
     atomic_long inflight;        /* storage requests dispatched and not answered */
+    struct sec_wire *wire;       /* audit records of admin requests; NULL: none */
 };
 
 /* With authorization on, checks @req of method @sm for @call's certificate name. Returns
  * true to go on; false after answering: through @deny (batch) or by finishing @call. */
 bool srv__authorized(const srv_method *sm, rpc_call *call, const ProtobufCMessage *req,
                      char *reason, size_t cap);
+/* Writes an "admin" audit record for an admin request (split, delete range, destroy range)
+ * of @sm by @call's peer; other methods are not recorded. */
+void srv__audit_admin(const srv_method *sm, rpc_call *call);
 /* Answers a unary request the policy refused: its response with the error field set, else
  * PERMISSION_DENIED. */
 void srv__deny(const srv_method *sm, rpc_call *call, const char *reason);

@@ -121,6 +121,10 @@ func TestRolesByKeyRange(t *testing.T) {
 	if v, err := admin.Get(ctx, []byte("b")); err != nil || string(v) != "vb" {
 		t.Fatalf("b changed: %q %v", v, err)
 	}
+	// An admin action that is allowed is recorded too.
+	if err := admin.DeleteRange(ctx, []byte("x"), []byte("y")); err != nil {
+		t.Fatalf("admin delete range: %v", err)
+	}
 
 	// The refusals are in the stores' audit logs, the role changes in PD's.
 	var all string
@@ -141,8 +145,12 @@ func TestRolesByKeyRange(t *testing.T) {
 			t.Fatalf("no request_rejected record for reader with %s in the stores' audit logs", want)
 		}
 	}
+	if !strings.Contains(all, `"event":"admin"`) || !strings.Contains(all, `cn=tikv-client","method":"RawDeleteRange"`) {
+		t.Fatalf("no admin record for tikv-client's RawDeleteRange in the stores' audit logs")
+	}
 	pdLog, _ := os.ReadFile(c.PD.AuditLog)
-	if strings.Count(string(pdLog), `"method":"role change"`) < 4 {
+	if strings.Count(string(pdLog), `"method":"role change"`) < 4 ||
+		strings.Count(string(pdLog), `"method":"POST /pd/api/v1/security/authz"`) < 4 {
 		t.Fatalf("PD audit log lacks the role changes:\n%s", pdLog)
 	}
 }
