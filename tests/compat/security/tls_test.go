@@ -440,3 +440,65 @@ func TestMutualTLSEverywhere(t *testing.T) {
 		}
 	})
 }
+
+// callFrom is call with the connection made from local address @src (127.0.0.0/8 is all
+// loopback on Linux, so 127.0.0.2 is another source address for the server).
+func callFrom(t *testing.T, p *pki, src, addr, client string) codes.Code {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	conn, err := grpc.DialContext(ctx, addr, grpc.WithBlock(),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", a)
+		}),
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig(p, client))))
+	if err != nil {
+		t.Fatalf("dial %s from %s as %q: %v", addr, src, client, err)
+	}
+	defer conn.Close()
+	_, err = tikvpb.NewTikvClient(conn).RawGet(ctx, &kvrpcpb.RawGetRequest{Key: []byte("a")})
+	return status.Code(err)
+}
+
+func TestRepeatedRefusalsBanOnlyTheOffendingAddress(t *testing.T) {
+	dir := t.TempDir()
+	p := &pki{t: t, dir: dir}
+	p.ca("ca", "tikv-c test CA")
+	p.cert("ca", "node", "tikv-node")
+	p.cert("ca", "client", "tikv-client")
+	p.cert("ca", "evil", "evil-tikv-client")
+	c := cluster.Start(t, cluster.Options{Stores: 1, TiKVConfig: tikvConfig, TLS: &cluster.TLS{
+		CA: p.path("ca.pem"), Cert: p.path("node.pem"), Key: p.path("node.key"),
+		AllowedCN: []string{"tikv-node", "tikv-client"}, Audit: true,
+		Extra: "auth-failure-burst = 3",
+	}})
+	store := c.Stores[0]
+	// Three refusals are tolerated, the fourth bans 127.0.0.2.
+	for i := 0; i < 4; i++ {
+		if got := callFrom(t, p, "127.0.0.2", store.Addr, "evil"); got != codes.PermissionDenied {
+			t.Fatalf("evil call %d: %v", i, got)
+		}
+	}
+	auditHas(t, store.AuditLog, "name not allowed", "cn=evil-tikv-client")
+	b, _ := os.ReadFile(store.AuditLog)
+	if !strings.Contains(string(b), `"event":"peer_banned","peer":"127.0.0.2"`) {
+		t.Fatalf("no peer_banned record for 127.0.0.2:\n%s", b)
+	}
+	// Banned: even a good certificate from that address is refused now...
+	if got := callFrom(t, p, "127.0.0.2", store.Addr, "client"); got != codes.PermissionDenied {
+		t.Fatalf("good certificate from the banned address: %v", got)
+	}
+	auditHas(t, store.AuditLog, "temporarily refused")
+	// ...while a client elsewhere is served at once, and the cluster still works.
+	start := time.Now()
+	if got := callFrom(t, p, "127.0.0.1", store.Addr, "client"); got != codes.OK {
+		t.Fatalf("good client from 127.0.0.1: %v", got)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the good client took %v", d)
+	}
+	cli := newClient(t, c, p)
+	defer cli.Close()
+	putGet(t, cli, "after-ban", 20)
+}
