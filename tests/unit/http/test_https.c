@@ -27,6 +27,8 @@ typedef struct env {
     char last_cn[128];
     char last_method[128];
     bool gate_open;
+    int served;            /* requests a route answered (on_served) */
+    char served_what[160]; /* "METHOD /path STATUS cn" of the last one */
 } env;
 
 static int setup(void **state)
@@ -80,6 +82,16 @@ static void on_rejected(const http_rejection *r, void *ud)
     pthread_mutex_unlock(&e->mu);
 }
 
+static void on_served(const http_request *rq, int status, void *ud)
+{
+    env *e = ud;
+    pthread_mutex_lock(&e->mu);
+    e->served++;
+    snprintf(e->served_what, sizeof(e->served_what), "%s %s %d %s", rq->method, rq->path, status,
+             rq->cert_cn);
+    pthread_mutex_unlock(&e->mu);
+}
+
 static bool gate(const char *peer, void *ud)
 {
     env *e = ud;
@@ -113,6 +125,7 @@ static http_server *start(env *e, const char *const *allowed)
                           .allowed_cn = allowed,
                           .peer_gate = gate,
                           .on_rejected = on_rejected,
+                          .on_served = on_served,
                           .hook_ud = e};
     http_server *srv;
     char err[TKV_ERRMSG_LEN];
@@ -181,6 +194,11 @@ static void test_mutual_tls_admits_exact_names_and_reports_refusals(void **state
     assert_int_equal(fetch(e, port, "ca", "client", false, body, sizeof(body)), 200);
     assert_string_equal(body, "hello tikv-client");
     assert_int_equal(rejected(e), 0);
+    /* on_served hears what a route answered, with the caller's name. */
+    pthread_mutex_lock(&e->mu);
+    assert_int_equal(e->served, 1);
+    assert_string_equal(e->served_what, "GET /who 200 tikv-client");
+    pthread_mutex_unlock(&e->mu);
 
     /* A superstring of an allowed name. */
     assert_int_equal(fetch(e, port, "ca", "evil", false, body, sizeof(body)), 403);
@@ -194,6 +212,10 @@ static void test_mutual_tls_admits_exact_names_and_reports_refusals(void **state
     assert_int_equal(rejected(e), 2);
     assert_int_equal(fetch(e, port, "ca", "foreign", false, body, sizeof(body)), 401);
     assert_int_equal(rejected(e), 3);
+    /* Refused requests never reach a route. */
+    pthread_mutex_lock(&e->mu);
+    assert_int_equal(e->served, 1);
+    pthread_mutex_unlock(&e->mu);
     assert_string_equal(e->last_cn, "tikv-client");
     assert_non_null(strstr(body, "not trusted"));
     /* Plain HTTP gets no answer from a TLS port. */
