@@ -277,6 +277,11 @@ typedef struct rpc_server_opts {
      *                     gRPC core reports them to no one. */
     bool (*peer_gate)(const char *peer, void *ud);
     void (*on_peer_rejected)(const struct rpc_peer_rejection *r, void *ud);
+    /*   method_gate:      with mutual TLS, asked after the certificate passed, with the
+     *                     method path and the certificate's common name; false refuses the
+     *                     call with PERMISSION_DENIED and @reason (told to on_peer_rejected):
+     *                     e.g. replication methods only for the stores' own names. */
+    bool (*method_gate)(const char *method, const char *cn, char *reason, size_t cap, void *ud);
     void *hook_ud;
     /* Hardening; 0 keeps gRPC's default (unlimited unless said otherwise):
      *   max_concurrent_streams:  calls open at once on one connection (TiKV's

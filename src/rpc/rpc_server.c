@@ -365,6 +365,9 @@ static rpc_code check_peer(rpc_call *c, const char *peer, char *reason, size_t c
     snprintf(c->cn, sizeof(c->cn), "%s", id.cn);
     if (code != RPC_OK)
         snprintf(reason, cap, "%s", id.reason);
+    else if (s->tls.mtls && s->opts.method_gate != NULL &&
+             !s->opts.method_gate(c->path, c->cn, reason, cap, s->opts.hook_ud))
+        code = RPC_PERMISSION_DENIED;
     return code;
 }
 

@@ -10,7 +10,8 @@
 
 struct sec_wire {
     char *component;
-    sec_audit *audit; /* NULL when the audit log is off */
+    char **replication_cn; /* NULL-terminated, or NULL: no restriction */
+    sec_audit *audit;      /* NULL when the audit log is off */
     sec_guard *guard;
 };
 
@@ -111,10 +112,33 @@ static void http_served(const http_request *rq, int status, void *ud)
     sec_wire_event(ud, &ev);
 }
 
+static bool is_replication(const char *method)
+{
+    static const char *const methods[] = {"/tikvpb.Tikv/Raft", "/tikvpb.Tikv/BatchRaft",
+                                          "/tikvpb.Tikv/Snapshot"};
+    for (size_t i = 0; i < TKV_ARRAY_LEN(methods); i++)
+        if (strcmp(method, methods[i]) == 0)
+            return true;
+    return false;
+}
+
+static bool rpc_method_gate(const char *method, const char *cn, char *reason, size_t cap, void *ud)
+{
+    sec_wire *w = ud;
+    if (w->replication_cn == NULL || !is_replication(method))
+        return true;
+    for (char **n = w->replication_cn; *n != NULL; n++)
+        if (strcmp(*n, cn) == 0)
+            return true;
+    snprintf(reason, cap, "certificate name may not send replication messages");
+    return false;
+}
+
 void sec_wire_rpc(sec_wire *w, rpc_server_opts *o)
 {
     o->peer_gate = rpc_gate;
     o->on_peer_rejected = rpc_rejected;
+    o->method_gate = rpc_method_gate;
     o->hook_ud = w;
 }
 
@@ -124,6 +148,13 @@ void sec_wire_http(sec_wire *w, http_server_opts *o)
     o->on_rejected = http_rejected;
     o->on_served = http_served;
     o->hook_ud = w;
+}
+
+static void free_names(char **names)
+{
+    for (char **n = names; n != NULL && *n != NULL; n++)
+        tkv_free(*n);
+    tkv_free(names);
 }
 
 int sec_wire_new(const sec_wire_opts *o, sec_wire **out, char err[TKV_ERRMSG_LEN])
@@ -143,7 +174,21 @@ int sec_wire_new(const sec_wire_opts *o, sec_wire **out, char err[TKV_ERRMSG_LEN
         sec_guard_opts_init(&go);
     go.on_ban = on_ban;
     go.hook_ud = w;
-    int rc = sec_guard_new(&go, &w->guard);
+    int rc = 0;
+    if (o->replication_cn != NULL && o->replication_cn[0] != NULL) {
+        size_t n = 0;
+        while (o->replication_cn[n] != NULL)
+            n++;
+        w->replication_cn = tkv_calloc(n + 1, sizeof(char *));
+        rc = w->replication_cn == NULL ? -ENOMEM : 0;
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            if ((w->replication_cn[i] = tkv_strdup(o->replication_cn[i])) == NULL)
+                rc = -ENOMEM;
+        if (rc != 0)
+            snprintf(err, TKV_ERRMSG_LEN, "out of memory");
+    }
+    if (rc == 0)
+        rc = sec_guard_new(&go, &w->guard);
     if (rc != 0)
         snprintf(err, TKV_ERRMSG_LEN, "brute-force guard: %s", tkv_strerror(rc));
     if (rc == 0 && o->audit_path != NULL && o->audit_path[0] != '\0') {
@@ -153,6 +198,7 @@ int sec_wire_new(const sec_wire_opts *o, sec_wire **out, char err[TKV_ERRMSG_LEN
         rc = sec_audit_open(&ao, &w->audit, err);
     }
     if (rc != 0) {
+        free_names(w->replication_cn);
         sec_guard_free(w->guard);
         tkv_free(w->component);
         tkv_free(w);
@@ -172,6 +218,7 @@ void sec_wire_free(sec_wire *w)
     sec_wire_event(w, &ev);
     sec_audit_close(w->audit);
     sec_guard_free(w->guard);
+    free_names(w->replication_cn);
     tkv_free(w->component);
     tkv_free(w);
 }

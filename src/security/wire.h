@@ -11,6 +11,8 @@
  *   - Every change through the HTTP API (a method other than GET that succeeded: config,
  *     operators, store states, roles) becomes an "admin" record with the caller's address
  *     and certificate name.
+ *   - With replication_cn, the replication methods (raft messages and snapshots) are refused
+ *     to any other certificate name, even one cert-allowed-cn admits (clients).
  *   - sec_wire_new writes a "start" record, sec_wire_free a "stop" record and seals the log.
  *   - sec_wire_event lets the server add its own records (admin actions, refused requests).
  *
@@ -42,6 +44,10 @@ typedef struct sec_wire_opts {
     const char *component;       /* "tikv-server", "pd-server": named in start/stop records */
     const char *audit_path;      /* the audit log; NULL or "" keeps audit records off */
     const sec_guard_opts *guard; /* NULL: the guard's defaults (on_ban is set here) */
+    /* Certificate names allowed to call the replication methods (/tikvpb.Tikv/Raft,
+     * BatchRaft, Snapshot); NULL-terminated, copied; NULL or empty: any allowed name. Needs
+     * mutual TLS (rpc method_gate). */
+    const char *const *replication_cn;
 } sec_wire_opts;
 
 typedef struct sec_wire sec_wire;
@@ -54,7 +60,7 @@ TKV_MUST_USE int sec_wire_new(const sec_wire_opts *o, sec_wire **out, char err[T
  * it after every server using the hooks stopped. */
 void sec_wire_free(sec_wire *w);
 
-/* Sets @o's peer_gate, on_peer_rejected and hook_ud to this wire. */
+/* Sets @o's peer_gate, on_peer_rejected, method_gate and hook_ud to this wire. */
 void sec_wire_rpc(sec_wire *w, rpc_server_opts *o);
 
 /* Sets @o's peer_gate, on_rejected, on_served and hook_ud to this wire. */

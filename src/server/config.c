@@ -150,6 +150,7 @@ const tkv_cfg_field srv_config_fields[] = {
     F("security.audit-log", STR, security.audit_log, "\"\"", NULL),
     F("security.auth-failure-burst", U64, security.auth_failure_burst, "10", check_positive_u64),
     F("security.authorization", BOOL, security.authorization, "false", NULL),
+    F("security.cert-allowed-peer-cn", STRLIST, security.cert_allowed_peer_cn, "[]", NULL),
 
     F("log.level", STR, log.level, "\"info\"", check_log_level),
     F("log.file.filename", STR, log.file_filename, "\"\"", NULL),
@@ -224,6 +225,8 @@ static int derive(srv_config *c)
         rc = null_terminated(&sec->cert_allowed_cn, &sec->cert_allowed_cn_nt);
     if (rc == 0)
         rc = null_terminated(&sec->cert_allowed_san, &sec->cert_allowed_san_nt);
+    if (rc == 0)
+        rc = null_terminated(&sec->cert_allowed_peer_cn, &sec->cert_allowed_peer_cn_nt);
     return rc;
 }
 
@@ -258,6 +261,9 @@ static int validate(const srv_config *c, char *errmsg)
     if (sec->cert_allowed_cn.len > 0 && sec->ca_path[0] == '\0')
         return config_fail(errmsg, "security.cert-allowed-cn: needs security.ca-path (mutual "
                                    "TLS)");
+    if (sec->cert_allowed_peer_cn.len > 0 && sec->ca_path[0] == '\0')
+        return config_fail(errmsg, "security.cert-allowed-peer-cn: needs security.ca-path "
+                                   "(mutual TLS)");
     if (sec->cert_allowed_san.len > 0 && sec->ca_path[0] == '\0')
         return config_fail(errmsg, "security.cert-allowed-san: needs security.ca-path (mutual "
                                    "TLS)");
@@ -298,6 +304,8 @@ void srv_config_free(srv_config *cfg)
     cfg->security.cert_allowed_cn_nt = NULL;
     tkv_free(cfg->security.cert_allowed_san_nt);
     cfg->security.cert_allowed_san_nt = NULL;
+    tkv_free(cfg->security.cert_allowed_peer_cn_nt);
+    cfg->security.cert_allowed_peer_cn_nt = NULL;
 }
 
 /* ---- command line ------------------------------------------------------------------------ */

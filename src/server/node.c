@@ -70,8 +70,10 @@ int srv_node_new(const srv_config *cfg, stor_kv *kv, const srv_admin_hooks *admi
         sec_guard_opts go;
         sec_guard_opts_init(&go);
         go.max_failures = (uint32_t)TKV_MIN(cfg->security.auth_failure_burst, UINT32_MAX);
-        sec_wire_opts wo = {
-            .component = "tikv-server", .audit_path = cfg->security.audit_log, .guard = &go};
+        sec_wire_opts wo = {.component = "tikv-server",
+                            .audit_path = cfg->security.audit_log,
+                            .guard = &go,
+                            .replication_cn = cfg->security.cert_allowed_peer_cn_nt};
         char werr[TKV_ERRMSG_LEN];
         rc = sec_wire_new(&wo, &n->wire, werr);
         if (rc != 0 && errmsg != NULL) {

@@ -225,6 +225,9 @@ typedef struct srv_config_security {
     uint64_t auth_failure_burst;      /* auth-failure-burst, 10: refusals per address before a
                                        * ban (the brute-force guard, security/guard.h) */
     bool authorization; /* authorization, false: key-range roles from PD (srv_authz) */
+    tkv_cfg_strlist cert_allowed_peer_cn; /* cert-allowed-peer-cn, []: names that may send
+                                           * raft messages and snapshots ([]: any allowed) */
+    const char **cert_allowed_peer_cn_nt; /* (derived) NULL-terminated */
 } srv_config_security;
 
 /* [log] */

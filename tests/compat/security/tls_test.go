@@ -27,6 +27,7 @@ import (
 
 	"github.com/pingcap/kvproto/pkg/kvrpcpb"
 	"github.com/pingcap/kvproto/pkg/pdpb"
+	"github.com/pingcap/kvproto/pkg/raft_serverpb"
 	"github.com/pingcap/kvproto/pkg/tikvpb"
 	"github.com/tikv-c/compat/cluster"
 	"github.com/tikv/client-go/v2/config"
@@ -236,8 +237,9 @@ func TestMutualTLSEverywhere(t *testing.T) {
 		CA: filepath.Join(live, "ca.pem"), Cert: filepath.Join(live, "node.pem"),
 		Key:       filepath.Join(live, "node.key"),
 		AllowedCN: []string{"tikv-node", "tikv-client"}, Audit: true,
-		// Many refusals from 127.0.0.1 are the point of this test: no ban.
-		Extra: "auth-failure-burst = 100000",
+		// Many refusals from 127.0.0.1 are the point of this test: no ban. Only the nodes'
+		// name may send raft messages and snapshots.
+		Extra: "auth-failure-burst = 100000\ncert-allowed-peer-cn = [\"tikv-node\"]",
 	}})
 	store := c.Stores[0]
 
@@ -263,6 +265,28 @@ func TestMutualTLSEverywhere(t *testing.T) {
 			t.Fatalf("evil-tikv-client: %v, want PermissionDenied", got)
 		}
 		auditHas(t, store.AuditLog, "name not allowed", "cn=evil-tikv-client")
+	})
+
+	t.Run("only the stores' certificate name may send raft messages", func(t *testing.T) {
+		raft := func(ctx context.Context, conn *grpc.ClientConn) error {
+			s, err := tikvpb.NewTikvClient(conn).Raft(ctx)
+			if err != nil {
+				return err
+			}
+			// A message for a region nobody has, addressed to this store: harmless if it
+			// were accepted, but a client may not send it at all.
+			_ = s.Send(&raft_serverpb.RaftMessage{RegionId: 999999})
+			_, err = s.CloseAndRecv()
+			return err
+		}
+		if got := call(t, p, store.Addr, "client", raft); got != codes.PermissionDenied {
+			t.Fatalf("tikv-client sending raft: %v, want PermissionDenied", got)
+		}
+		auditHas(t, store.AuditLog, "may not send replication messages", "cn=tikv-client",
+			"/tikvpb.Tikv/Raft")
+		if got := call(t, p, store.Addr, "node", raft); got != codes.OK {
+			t.Fatalf("tikv-node sending raft: %v", got)
+		}
 	})
 
 	t.Run("PD refuses the same clients and audits them", func(t *testing.T) {
