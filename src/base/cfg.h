@@ -194,6 +194,9 @@ typedef enum tkv_cfg_kind {
     TKV_CFG_K_STRLIST,  /* tkv_cfg_strlist (owned); an array of such strings */
     TKV_CFG_K_SIZE,     /* uint64_t bytes; a readable-size string or an integer of bytes */
     TKV_CFG_K_DURATION, /* uint64_t milliseconds; a readable-duration string */
+    /* char * (owned); a boolean, stored as "true" or "false", or a string without NUL
+     * characters: for TiKV keys that take either (security.redact-info-log = true | "marker") */
+    TKV_CFG_K_BOOLSTR,
 } tkv_cfg_kind;
 
 /* A bound list of strings ("pd.endpoints"). Owned by the struct it is in. */

@@ -286,7 +286,7 @@ static int copy_str(bind_ctx *c, const tkv_cfg_value *v, char **out)
 static void release(const tkv_cfg_field *f, void *out)
 {
     char *slot = (char *)out + f->offset;
-    if (f->kind == TKV_CFG_K_STR) {
+    if (f->kind == TKV_CFG_K_STR || f->kind == TKV_CFG_K_BOOLSTR) {
         char *str;
         memcpy(&str, slot, sizeof(str));
         tkv_free(str);
@@ -311,6 +311,7 @@ static size_t kind_size(tkv_cfg_kind kind)
     case TKV_CFG_K_INT:
         return sizeof(int);
     case TKV_CFG_K_STR:
+    case TKV_CFG_K_BOOLSTR:
         return sizeof(char *);
     case TKV_CFG_K_STRLIST:
         return sizeof(tkv_cfg_strlist);
@@ -371,6 +372,23 @@ static int apply(bind_ctx *c, void *out)
             return want(c, "a string");
         char *str;
         int rc = copy_str(c, v, &str);
+        if (rc != 0)
+            return rc;
+        release(c->f, out);
+        memcpy(slot, &str, sizeof(str));
+        return 0;
+    }
+    case TKV_CFG_K_BOOLSTR: {
+        char *str = NULL;
+        int rc = 0;
+        if (v->type == TKV_CFG_BOOL) {
+            str = tkv_strdup(v->u.b ? "true" : "false");
+            rc = str != NULL ? 0 : bind_oom(c);
+        } else if (v->type == TKV_CFG_STRING) {
+            rc = copy_str(c, v, &str);
+        } else {
+            return want(c, "a boolean or a string");
+        }
         if (rc != 0)
             return rc;
         release(c->f, out);

@@ -24,6 +24,17 @@ uint64_t tkv_clock_real_ms(void)
     return (uint64_t)ts.tv_sec * 1000ULL + (uint64_t)ts.tv_nsec / 1000000ULL;
 }
 
+void tkv_clock_mono_deadline(struct timespec *ts, uint64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
 void tkv_sleep_ms(uint64_t ms)
 {
     struct timespec req = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L}, rem;

@@ -21,4 +21,9 @@ uint64_t tkv_clock_real_ms(void);
 /* Sleeps for @ms milliseconds (restarting on signals). Not for correctness in tests. */
 void tkv_sleep_ms(uint64_t ms);
 
+struct timespec;
+/* Sets @ts to CLOCK_MONOTONIC now plus @ms, the absolute deadline pthread_cond_timedwait
+ * takes for a condition variable created with pthread_condattr_setclock(CLOCK_MONOTONIC). */
+void tkv_clock_mono_deadline(struct timespec *ts, uint64_t ms);
+
 #endif /* TKV_CLOCK_H */

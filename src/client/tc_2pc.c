@@ -55,22 +55,23 @@ static void rollback_all(tikvc_txn *t, size_t *idx)
     tikvc__fail(0, "%s", keep);
 }
 
-/* Prewrites all mutations, resolving other transactions' locks in the way. */
+/* Prewrites all mutations, resolving other transactions' locks in the way. A store that
+ * finds a key of a request locked writes none of the request's keys (TiKV skips the write
+ * stage), so after resolving, every key is prewritten again, as client-go retries the whole
+ * batch (keys already prewritten answer success: a prewrite over one's own lock is
+ * idempotent). */
 static int prewrite(tikvc_txn *t, size_t *idx)
 {
     tc_backoff bo;
     tikvc__bo_init(&bo, t->c);
     size_t n = t->n_muts;
-    size_t *todo = tkv_memdup(idx, n * sizeof(*idx));
-    if (todo == NULL)
-        return tikvc__fail(TIKVC_ENOMEM, "out of memory");
     int rc = 0;
-    while (n > 0) {
+    for (bool again = true; again;) {
+        again = false;
         tc_kop *k = NULL;
-        rc = mut_op(t, &tc_kc_kv_prewrite, todo, n, &k);
+        rc = mut_op(t, &tc_kc_kv_prewrite, idx, n, &k);
         if (rc == 0)
             rc = tikvc__kop_run(k);
-        size_t again = 0;
         for (size_t i = 0; rc == 0 && i < n; i++) {
             Kvrpcpb__KeyError *e = k->items[i].err;
             if (e == NULL)
@@ -79,6 +80,7 @@ static int prewrite(tikvc_txn *t, size_t *idx)
                 rc = tikvc__key_error(e, "prewrite");
                 break;
             }
+            again = true;
             if (e->locked->lock_version == t->start_ts)
                 continue; /* our own lock from an earlier attempt */
             uint64_t ttl_left;
@@ -88,14 +90,11 @@ static int prewrite(tikvc_txn *t, size_t *idx)
             if (rc == 0 && ttl_left > 0)
                 rc = tikvc__bo_sleep(t->c, &bo, TC_BO_TXN_LOCK,
                                      "prewrite waits for a live transaction's lock");
-            todo[again++] = todo[i];
         }
         tikvc__kop_free(k);
         if (rc != 0)
             break;
-        n = again;
     }
-    tkv_free(todo);
     return rc;
 }
 

@@ -40,6 +40,7 @@
 #define TKV_PD_H
 
 #include "base/base.h"
+#include "security/runtime.h"
 
 #define PD_LABELS_LEN 256
 
@@ -90,6 +91,9 @@ typedef struct pd_config {
     size_t n_cert_allowed_cn, n_cert_allowed_san;
     char audit_log[1024];        /* security.audit-log, "" = off */
     uint64_t auth_failure_burst; /* security.auth-failure-burst, 10 (brute-force guard) */
+    /* An opaque rocksdb_env_t * for the on-disk store (borrowed; must outlive the server),
+     * e.g. pd_security's encrypting environment; NULL (the default): RocksDB's own. */
+    void *rocksdb_env;
 } pd_config;
 
 /* Fills @c with the defaults above. */
@@ -104,6 +108,16 @@ TKV_MUST_USE int pd_config_load_file(pd_config *c, const char *path, char errmsg
  * the TLS paths all or none, allow-lists only with TLS, limits sane.
  * Errors: TKV_ECONFIG with the reason in @errmsg. */
 TKV_MUST_USE int pd_config_validate(const pd_config *c, char errmsg[TKV_ERRMSG_LEN]);
+
+/* Storage security for pd-server (issue 9): binds [security.encryption] from the TOML file
+ * at @config_path (NULL or "": defaults, encryption off), creates @data_dir 0700 (warning when
+ * group or others can read it), opens the key dictionary and the encrypting environment when
+ * encryption is configured, and starts data-key rotation. Set pd_config.rocksdb_env to
+ * sec_runtime_rocksdb_env(*@out) before pd_server_new; close the runtime after
+ * pd_server_free. Errors: TKV_ECONFIG (bad settings, wrong master key), -errno; @errmsg says
+ * why (never key material). */
+TKV_MUST_USE int pd_security_open(const char *config_path, const char *data_dir, sec_runtime **out,
+                                  char errmsg[TKV_ERRMSG_LEN]);
 
 typedef struct pd_server pd_server;
 

@@ -335,6 +335,9 @@ static bool known_key(const char *path)
     for (size_t i = 0; i < TKV_ARRAY_LEN(top_keys); i++)
         if (strcmp(path, top_keys[i]) == 0)
             return true;
+    /* [security.encryption] is bound by pd_security_open (pd_sec.c). */
+    if (strncmp(path, "security.encryption", strlen("security.encryption")) == 0)
+        return true;
     return strchr(path, '.') != NULL && find_item(path) != NULL;
 }
 

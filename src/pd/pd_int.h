@@ -103,6 +103,10 @@ typedef struct pd_storage pd_storage;
 /* Opens PD's storage in @dir/db (creating @dir), or an in-memory engine when @dir is NULL.
  * Errors: -errno (mkdir), TKV_EENGINE, TKV_ECORRUPT, -ENOMEM; the cause in @errmsg. */
 TKV_MUST_USE int pd__storage_open(const char *dir, pd_storage **out, char errmsg[TKV_ERRMSG_LEN]);
+/* pd__storage_open with an opaque rocksdb_env_t * (the encrypting environment of
+ * [security.encryption], issue 9) for the on-disk store; NULL: RocksDB's default. */
+TKV_MUST_USE int pd__storage_open_env(const char *dir, void *rocksdb_env, pd_storage **out,
+                                      char errmsg[TKV_ERRMSG_LEN]);
 /* Closes @st; NULL is a no-op. */
 void pd__storage_close(pd_storage *st);
 /* Returns the engine's message for the calling thread's last failure. */

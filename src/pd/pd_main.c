@@ -10,6 +10,7 @@
 #include "base/metrics.h"
 #include "pd/pd.h"
 #include "rpc/rpc.h"
+#include "security/datadir.h"
 
 static void usage(FILE *f)
 {
@@ -67,10 +68,12 @@ static const char *flag_value(int argc, char **argv, int *i, const char *name, b
 
 int main(int argc, char **argv)
 {
+    sec_private_umask(); /* issue 9: every file and directory PD creates is private */
     pd_config cfg;
     pd_config_init(&cfg);
     char err[TKV_ERRMSG_LEN];
     bool data_dir_set = false;
+    const char *config_path = NULL; /* issue 9: [security.encryption] is read from it too */
 
     /* The file first, wherever --config appears; then every flag on top of it. */
     for (int i = 1; i < argc; i++) {
@@ -84,6 +87,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "pd-server: --config needs a value\n");
             return 2;
         }
+        if (path != NULL)
+            config_path = path;
         if (path != NULL && pd_config_load_file(&cfg, path, err) != 0) {
             fprintf(stderr, "pd-server: config %s: %s\n", path, err);
             return 1;
@@ -159,13 +164,20 @@ int main(int argc, char **argv)
                  TKV_LF_STR("http_addr", cfg.http_addr));
     rpc_init();
     pd_server *s = NULL;
-    int rc = pd_server_new(&cfg, &s, err);
+    /* ---- issue 9: private data directory, encryption at rest of PD's store ---- */
+    sec_runtime *sec = NULL;
+    int rc = pd_security_open(config_path, cfg.data_dir, &sec, err);
+    cfg.rocksdb_env = sec != NULL ? sec_runtime_rocksdb_env(sec) : NULL;
+    /* ---- end issue 9 ---- */
+    if (rc == 0)
+        rc = pd_server_new(&cfg, &s, err);
     if (rc == 0)
         rc = pd_server_start(s, err);
     if (rc != 0) {
         TKV_LOG_FATAL("pd-server failed to start", TKV_LF_STR("error", err), TKV_LF_ERR("err", rc));
         fprintf(stderr, "pd-server: %s\n", err);
         pd_server_free(s);
+        sec_runtime_close(sec); /* issue 9 */
         rpc_shutdown();
         tkv_metrics_reset();
         tkv_log_close();
@@ -177,6 +189,7 @@ int main(int argc, char **argv)
                  TKV_LF_STR("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"));
     pd_server_stop(s);
     pd_server_free(s);
+    sec_runtime_close(sec); /* issue 9: after the store that uses its environment */
     rpc_shutdown();
     tkv_metrics_reset();
     TKV_LOG_INFO("pd-server exited");

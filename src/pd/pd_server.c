@@ -102,7 +102,7 @@ int pd_server_new(const pd_config *cfg, pd_server **out, char errmsg[TKV_ERRMSG_
     s->start_real_ms = tkv_clock_real_ms();
     rc = parse_client_url(cfg->client_urls, s->listen_addr, sizeof(s->listen_addr), errmsg);
     if (rc == 0)
-        rc = pd__storage_open(cfg->data_dir, &s->st, errmsg);
+        rc = pd__storage_open_env(cfg->data_dir, cfg->rocksdb_env, &s->st, errmsg);
     bool created = false;
     if (rc == 0) {
         rc = load_or_create(s->st, PD_KEY_CLUSTER_ID, make_cluster_id, &s->cluster_id, &created);

@@ -25,6 +25,12 @@ struct pd_storage {
 
 int pd__storage_open(const char *dir, pd_storage **out, char errmsg[TKV_ERRMSG_LEN])
 {
+    return pd__storage_open_env(dir, NULL, out, errmsg);
+}
+
+int pd__storage_open_env(const char *dir, void *rocksdb_env, pd_storage **out,
+                         char errmsg[TKV_ERRMSG_LEN])
+{
     pd_storage *st = tkv_calloc(1, sizeof(*st));
     if (st == NULL)
         return -ENOMEM;
@@ -32,6 +38,7 @@ int pd__storage_open(const char *dir, pd_storage **out, char errmsg[TKV_ERRMSG_L
     eng_options_init(&o);
     o.name = "pd";
     o.block_cache_bytes = 8u << 20;
+    o.rocksdb_env = rocksdb_env;
     int rc;
     if (dir == NULL) {
         rc = eng_mem_open(&o, &st->db);

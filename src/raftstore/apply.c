@@ -215,6 +215,11 @@ static void flush_round(rstore_apply *a)
         eng_batch_clear(a->wb);
     }
     a->wb_sync = false;
+    while (a->compacts != NULL) {
+        rstore_task *t = a->compacts;
+        a->compacts = t->next;
+        rstore__worker_push(&s->worker, t);
+    }
     uint64_t now = tkv_clock_mono_ns();
     for (size_t i = 0; i < a->n_done; i++) {
         if (a->done_cbs[i].start_ns)
@@ -294,7 +299,7 @@ static void apply_snapshot(rstore_apply *a, rstore_apply_task *t)
     }
     rstore__must_write(s->opts.kv, b, true, "snapshot");
     eng_batch_clear(b);
-    unlink(path);
+    TKV_IGNORE(sec_file_remove(rstore__snap_keys(s), path));
     TKV_LOG_INFO("snapshot data applied", TKV_LF_U64("region_id", t->region_id),
                  TKV_LF_U64("index", t->snap_index),
                  TKV_LF_U64("ms", (tkv_clock_mono_ns() - t0) / 1000000));
@@ -469,6 +474,11 @@ void rstore__apply_deinit(rstore_apply *a)
         if (a->dels[i] && a->dels[i] != DEL_TOMB)
             del_free(a->dels[i]);
     tkv_free(a->dels);
+    while (a->compacts != NULL) {
+        rstore_task *c = a->compacts;
+        a->compacts = c->next;
+        rstore__task_free(c);
+    }
     tkv_free(a->done_cbs);
     tkv_free(a->done_errs);
     tkv_free(a->touched);

@@ -36,6 +36,24 @@ static Errorpb__Error *epoch_error(const Metapb__Region *region)
 
 /* ---- data writes -------------------------------------------------------------------- */
 
+/* Queues a compaction of the range in a->kbuf..a->kbuf2 of @cf for after the round's write:
+ * a range tombstone frees no space until compaction drops what it covers, and freeing space
+ * is what a delete range on a full disk is for (TiKV compacts deleted ranges too). A command
+ * rolled back later still compacts its range, which changes no data. */
+static void queue_compaction(rstore_apply *a, uint64_t region_id, eng_cf cf)
+{
+    rstore_task *t = rstore__task_new(RSTORE_TASK_COMPACT_RANGE, region_id);
+    t->a = a->kbuf.len;
+    t->b = (uint64_t)cf;
+    if (tkv_buf_append(&t->buf, a->kbuf.data, a->kbuf.len) != 0 ||
+        tkv_buf_append(&t->buf, a->kbuf2.data, a->kbuf2.len) != 0) {
+        rstore__task_free(t); /* out of memory: the range is compacted later by RocksDB */
+        return;
+    }
+    t->next = a->compacts;
+    a->compacts = t;
+}
+
 /* Adds one request to the batch. Returns a region error, or NULL with *@rc set. */
 static Errorpb__Error *exec_request(rstore_apply *a, rstore_apply_delegate *d,
                                     const RaftCmdpb__Request *r, int *rc, uint64_t *bytes)
@@ -92,9 +110,12 @@ static Errorpb__Error *exec_request(rstore_apply *a, rstore_apply_delegate *d,
         *rc = tkv_keys_data_key(&a->kbuf, start);
         if (*rc == 0)
             *rc = tkv_keys_data_bound(&a->kbuf2, end, true);
-        if (*rc == 0 && tkv_slice_cmp(tkv_buf_slice(&a->kbuf), tkv_buf_slice(&a->kbuf2)) < 0)
+        if (*rc == 0 && tkv_slice_cmp(tkv_buf_slice(&a->kbuf), tkv_buf_slice(&a->kbuf2)) < 0) {
             *rc = eng_batch_delete_range(a->wb, cf, tkv_buf_slice(&a->kbuf),
                                          tkv_buf_slice(&a->kbuf2));
+            if (*rc == 0)
+                queue_compaction(a, d->region_id, cf);
+        }
         return NULL;
     }
     default:

@@ -20,6 +20,28 @@ static Errorpb__Error *pre_check(rstore *s, const stor_ctx *ctx)
     return NULL;
 }
 
+/* TiKV's disk-full gate for a write (Peer::check_normal_proposal_with_disk_full_opt, on this
+ * store's own state): AlmostFull admits writes whose context allows it, AlreadyFull only
+ * those allowed there. A batch of deletions only always passes: it is how an operator or
+ * client frees space, and the placeholder released at AlreadyFull pays for its log record. */
+static Errorpb__Error *disk_check(rstore *s, const stor_ctx *ctx, const stor_modify *mods, size_t n)
+{
+    sec_disk_state st = s->opts.sec != NULL ? sec_runtime_disk_state(s->opts.sec) : SEC_DISK_NORMAL;
+    if (st == SEC_DISK_NORMAL || ctx->disk_full_opt == KVRPCPB__DISK_FULL_OPT__AllowedOnAlreadyFull)
+        return NULL;
+    if (st == SEC_DISK_ALMOST_FULL &&
+        ctx->disk_full_opt == KVRPCPB__DISK_FULL_OPT__AllowedOnAlmostFull)
+        return NULL;
+    bool deletes_only = true;
+    for (size_t i = 0; i < n && deletes_only; i++)
+        deletes_only = mods[i].op == STOR_MODIFY_DELETE || mods[i].op == STOR_MODIFY_DELETE_RANGE;
+    if (deletes_only)
+        return NULL;
+    atomic_fetch_add(&s->stat_disk_full_refused, 1);
+    return stor_rerr_disk_full(s->store_id,
+                               st == SEC_DISK_FULL ? "disk already full" : "disk almost full");
+}
+
 static Errorpb__Error *send_error(rstore *s, uint64_t region_id, int rc)
 {
     (void)s;
@@ -39,6 +61,8 @@ static int kv_write(void *impl, const stor_ctx *ctx, const stor_modify *mods, si
     if (!atomic_load(&s->accepting))
         return TKV_ECLOSED;
     Errorpb__Error *err = pre_check(s, ctx);
+    if (err == NULL)
+        err = disk_check(s, ctx, mods, n);
     if (err) {
         cb(ud, 0, err);
         return 0;

@@ -520,6 +520,8 @@ void rstore__peer_handle(rstore_peer *p, rstore_msg *m)
         if (g->rc == 0) {
             raft_snapshot_deinit(&p->ps.gen);
             p->ps.gen = g->snap;
+            p->ps.gen_version = g->version;
+            p->ps.gen_conf_ver = g->conf_ver;
             memset(&g->snap, 0, sizeof(g->snap));
         }
         break;

@@ -67,9 +67,12 @@ static void on_split(rstore_peer *p, rstore_exec_result *res)
     p->approx_size = 0;
     p->approx_keys = 0;
     p->size_diff_since_check = 0;
+    /* The region's new range goes through TKV_LF_KEY: security.redact-info-log applies. */
     TKV_LOG_INFO("region split", TKV_LF_U64("region_id", p->region_id),
                  TKV_LF_U64("regions", res->n_regions),
-                 TKV_LF_U64("version", p->region->region_epoch->version));
+                 TKV_LF_U64("version", p->region->region_epoch->version),
+                 TKV_LF_KEY("start_key", p->region->start_key.data, p->region->start_key.len),
+                 TKV_LF_KEY("end_key", p->region->end_key.data, p->region->end_key.len));
     rstore__store_on_split(s, p, res->regions, res->n_regions, leader);
     if (leader) {
         p->next_pd_hb_ms = 0;

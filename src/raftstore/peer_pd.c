@@ -271,8 +271,11 @@ void rstore__peer_on_split_ids(rstore_peer *p, rstore_split_ids *ids)
     RaftCmdpb__AdminRequest admin = RAFT_CMDPB__ADMIN_REQUEST__INIT;
     admin.cmd_type = RAFT_CMDPB__ADMIN_CMD_TYPE__BatchSplit;
     admin.splits = &bs;
+    /* The first split key goes through TKV_LF_KEY: security.redact-info-log applies. */
     TKV_LOG_INFO("proposing split", TKV_LF_U64("region_id", p->region_id),
-                 TKV_LF_U64("keys", ids->n_keys));
+                 TKV_LF_U64("keys", ids->n_keys),
+                 TKV_LF_KEY("split_key", ids->n_keys ? ids->keys[0].data : NULL,
+                            ids->n_keys ? ids->keys[0].len : 0));
     rstore__peer_propose_admin(p, &admin, &ids->cb);
     tkv_free(reqs);
     tkv_free(req_ptrs);

@@ -194,9 +194,25 @@ static uint64_t ps_last_index(void *ctx)
     return ps->last_index;
 }
 
+/* Whether the generated snapshot carries an older region epoch than the peer's region. */
+static bool gen_epoch_stale(const rstore_peer_storage *ps)
+{
+    const Metapb__Region *r = ps->peer ? ps->peer->region : NULL;
+    if (r == NULL || r->region_epoch == NULL)
+        return false;
+    return ps->gen_version < r->region_epoch->version ||
+           ps->gen_conf_ver < r->region_epoch->conf_ver;
+}
+
 static int ps_snapshot(void *ctx, uint64_t request_index, raft_snapshot *out)
 {
     rstore_peer_storage *ps = ctx;
+    if (ps->gen.metadata.index > 0 && gen_epoch_stale(ps)) {
+        /* Made before a split or a membership change: a new peer on a store that already
+         * has the split-off regions would drop it as overlapping, forever (TiKV regenerates
+         * a snapshot whose epoch is stale too). */
+        raft_snapshot_deinit(&ps->gen);
+    }
     if (ps->gen.metadata.index > 0 && ps->gen.metadata.index >= request_index)
         return raft_snapshot_copy(out, &ps->gen);
     if (!ps->gen_pending) {

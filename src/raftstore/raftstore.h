@@ -36,11 +36,11 @@
  * errmsg buffer. Requests a region cannot serve are answered with errorpb region errors
  * (NotLeader with the leader, EpochNotMatch with the current regions, RegionNotFound,
  * KeyNotInRegion, ServerIsBusy, StoreNotMatch, RaftEntryTooLarge, StaleCommand) through the
- * seam's callbacks, as TiKV does. An engine write failure in the poller or the apply thread
- * is fatal (logged, then abort), as in TiKV: continuing would let replicas diverge.
- * Ownership: options are copied; engines, the PD client and rpc servers are borrowed and
- * must outlive the store.
- * Dependencies: base, engine, raft, rpc, pdc, storage/kv.h, tkv_proto.
+ * seam's callbacks, as TiKV does; DiskFull when the store is low on space (rstore_opts.sec). An
+ * engine write failure in the poller or the apply thread is fatal (logged, then abort), as in TiKV:
+ * continuing would let replicas diverge. Ownership: options are copied; engines, the PD client and
+ * rpc servers are borrowed and must outlive the store. Dependencies: base, engine, raft, rpc, pdc,
+ * security (runtime, sec_file), storage/kv.h, tkv_proto.
  *
  * Usage (tikv-server's start-up; tests do the same with eng_mem engines):
  *     rstore_opts o;
@@ -65,6 +65,7 @@
 #include "engine/engine.h"
 #include "pdc/pdc.h"
 #include "rpc/rpc.h"
+#include "security/runtime.h"
 #include "storage/kv.h"
 
 typedef struct rstore rstore;
@@ -126,6 +127,13 @@ typedef struct rstore_opts {
     /* TLS for raft messages and snapshots to other stores (the [security] files; borrowed,
      * must outlive the store); NULL: plaintext. */
     const rpc_tls *tls;
+    /* The server's storage security (borrowed; may be NULL): snapshot files are written and
+     * read through its key dictionary (encrypted when encryption is on), and its disk state
+     * gates writes: AlmostFull refuses writes whose context does not allow it (kvrpcpb
+     * DiskFullOpt), AlreadyFull refuses every write, each with the DiskFull region error,
+     * while reads go on. A write of deletions only is always accepted: deleting is how a
+     * full store gets room back. NULL: plaintext files, the disk is never full. */
+    sec_runtime *sec;
 } rstore_opts;
 
 /* Fills @o with TiKV's defaults: 1 s base tick, heartbeat 2 ticks, election 10 ticks, log
@@ -227,6 +235,8 @@ typedef struct rstore_stats {
     uint64_t snapshots_applied;
     uint64_t log_compactions;
     uint64_t splits;
+    uint64_t disk_full_refused; /* writes answered DiskFull */
+    uint64_t range_compactions; /* kv compactions after an applied DeleteRange */
 } rstore_stats;
 
 /* Fills @st with the store's counters (updated by the poller every loop). */

@@ -175,6 +175,8 @@ typedef struct rstore_apply_res {
 typedef struct rstore_snap_gen {
     raft_snapshot snap; /* owned; data = packed RaftSnapshotData */
     int rc;             /* nonzero: generation failed (the peer asks again later) */
+    uint64_t version;   /* region epoch the snapshot carries */
+    uint64_t conf_ver;
 } rstore_snap_gen;
 
 typedef struct rstore_query {
@@ -428,7 +430,9 @@ typedef struct rstore_peer_storage {
     size_t cache_bytes;
     /* Snapshot generation. */
     bool gen_pending;
-    raft_snapshot gen; /* metadata.index 0: none */
+    raft_snapshot gen;     /* metadata.index 0: none */
+    uint64_t gen_version;  /* region epoch in gen: a snapshot older than the region's */
+    uint64_t gen_conf_ver; /* epoch is not reused (its range may overlap split regions) */
 } rstore_peer_storage;
 
 void rstore__ps_init(rstore_peer_storage *ps, struct rstore *s, struct rstore_peer *peer,
@@ -668,6 +672,9 @@ typedef struct rstore_apply {
     rstore_apply_delegate **touched;
     size_t n_touched, cap_touched;
     tkv_buf kbuf, kbuf2;
+    /* Range compactions to hand to the worker once the round's write is durable (one per
+     * DeleteRange applied in the round). */
+    struct rstore_task *compacts;
 } rstore_apply;
 
 int rstore__apply_init(rstore_apply *a, struct rstore *s);
@@ -698,6 +705,8 @@ void rstore__apply_mark_touched(rstore_apply *a, rstore_apply_delegate *d);
 /* Builds the path of a snapshot file into @buf. @gen: generated here (else received). */
 void rstore__snap_path(const struct rstore *s, bool gen, uint64_t region_id, uint64_t term,
                        uint64_t index, char *buf, size_t cap);
+/* Returns the key dictionary snapshot files go through (NULL: plaintext). */
+sec_keys *rstore__snap_keys(const struct rstore *s);
 /* Writes the region's data CFs from @snap to a generated snapshot file and builds the
  * RaftSnapshotData (packed into @data). Runs on the worker. */
 int rstore__snap_build(struct rstore *s, eng_snap *snap, const Metapb__Region *region,
@@ -735,6 +744,7 @@ typedef enum rstore_task_type {
     RSTORE_TASK_REPORT_SPLIT,    /* PD worker */
     RSTORE_TASK_RESOLVE,         /* PD worker: store address */
     RSTORE_TASK_CLEAN_SNAPS,     /* worker: remove stale snapshot files */
+    RSTORE_TASK_COMPACT_RANGE,   /* worker: cf in a, buf = start (a-long) + end data keys */
 } rstore_task_type;
 
 typedef struct rstore_task {
@@ -915,6 +925,8 @@ struct rstore {
     atomic_uint_fast64_t stat_snap_applied;
     atomic_uint_fast64_t stat_compactions;
     atomic_uint_fast64_t stat_splits;
+    atomic_uint_fast64_t stat_disk_full_refused;
+    atomic_uint_fast64_t stat_range_compactions;
     atomic_int snaps_sending;
     atomic_int snaps_receiving;
     atomic_uint_fast64_t snap_seq;

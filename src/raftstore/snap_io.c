@@ -61,11 +61,14 @@ static int send_snapshot(rstore *s, rstore_task *t)
         return TKV_ENOTFOUND;
     char path[512];
     rstore__snap_path(s, true, t->region_id, t->c, t->d, path, sizeof(path));
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return -errno;
+    /* Read through the dictionary: the stream carries the plaintext records (the CRCs the
+     * receiver checks are over them); TLS protects them on the wire when it is on. */
+    sec_file *f;
+    int rc = sec_file_open_read(rstore__snap_keys(s), path, &f);
+    if (rc != 0)
+        return rc;
     rpc_channel *ch;
-    int rc = rpc_client_channel(s->transport.client, addr, 1, &ch);
+    rc = rpc_client_channel(s->transport.client, addr, 1, &ch);
     rpc_stream *st = NULL;
     if (rc == 0)
         rc = rpc_stream_open(ch, "/tikvpb.Tikv/Snapshot", SNAP_TIMEOUT, NULL, &st);
@@ -78,8 +81,9 @@ static int send_snapshot(rstore *s, rstore_task *t)
         rc = rpc_stream_send(st, tkv_buf_slice(&msg));
     uint64_t sent = 0;
     while (rc == 0) {
-        size_t n = fread(chunk, 1, CHUNK_BYTES, f);
-        if (n == 0)
+        size_t n = 0;
+        rc = sec_file_read(f, chunk, CHUNK_BYTES, &n);
+        if (rc != 0 || n == 0)
             break;
         tkv_buf_reset(&msg);
         rc = put_field(&msg, 0x12, chunk, n); /* SnapshotChunk.data */
@@ -89,9 +93,7 @@ static int send_snapshot(rstore *s, rstore_task *t)
             rc = rpc_stream_send(st, tkv_buf_slice(&msg));
         sent += n;
     }
-    if (rc == 0 && ferror(f))
-        rc = -EIO;
-    fclose(f);
+    TKV_IGNORE(sec_file_close(f));
     tkv_free(chunk);
     tkv_buf_deinit(&msg);
     if (rc == 0)
@@ -141,7 +143,7 @@ typedef struct snap_recv {
     RaftServerpb__RaftMessage *msg; /* from the first chunk; handed to the peer at the end */
     char path[512];
     char tmp[600];
-    FILE *f;
+    sec_file *f;
     int rc;           /* first failure */
     bool finished;    /* the worker finished the call (worker only) */
     atomic_bool seen; /* the first chunk arrived (cq thread only) */
@@ -156,11 +158,11 @@ static void recv_finish(snap_recv *r, int rc, const char *why)
         return;
     r->finished = true;
     if (r->f) {
-        fclose(r->f);
+        TKV_IGNORE(sec_file_close(r->f));
         r->f = NULL;
     }
     if (rc != 0) {
-        unlink(r->tmp);
+        TKV_IGNORE(sec_file_remove(rstore__snap_keys(r->s), r->tmp));
         if (r->call)
             rpc_call_finish(r->call, RPC_INTERNAL, why);
         TKV_LOG_WARN("receiving snapshot failed", TKV_LF_STR("why", why), TKV_LF_ERR("err", rc));
@@ -184,34 +186,32 @@ static void recv_task(rstore *s, rstore_task *t)
     }
     if (r->rc == 0 && r->msg == NULL)
         r->rc = TKV_ECORRUPT;
+    sec_keys *keys = rstore__snap_keys(s);
     if (t->c == RECV_DATA) {
-        if (r->rc == 0 && r->f == NULL) {
-            r->f = fopen(r->tmp, "wb");
-            if (r->f == NULL)
-                r->rc = -errno;
-        }
-        if (r->rc == 0 && t->buf.len && fwrite(t->buf.data, 1, t->buf.len, r->f) != t->buf.len)
-            r->rc = -EIO;
+        /* Written through the dictionary: encrypted on disk when encryption is on. */
+        if (r->rc == 0 && r->f == NULL)
+            r->rc = sec_file_open_write(keys, r->tmp, &r->f);
+        if (r->rc == 0 && t->buf.len)
+            r->rc = sec_file_write(r->f, t->buf.data, t->buf.len);
         r->bytes += t->buf.len;
         return;
     }
     /* RECV_END */
-    if (r->rc == 0 && r->f == NULL) {
-        r->f = fopen(r->tmp, "wb"); /* an empty region: an empty file */
-        if (r->f == NULL)
-            r->rc = -errno;
-    }
-    if (r->rc == 0 && (fflush(r->f) != 0 || fsync(fileno(r->f)) != 0))
-        r->rc = -errno;
+    if (r->rc == 0 && r->f == NULL)
+        r->rc = sec_file_open_write(keys, r->tmp, &r->f); /* an empty region: an empty file */
+    if (r->rc == 0)
+        r->rc = sec_file_sync(r->f);
     if (r->f) {
-        fclose(r->f);
+        int crc = sec_file_close(r->f);
+        if (r->rc == 0)
+            r->rc = crc;
         r->f = NULL;
     }
     const Eraftpb__Snapshot *snap = r->rc == 0 ? r->msg->message->snapshot : NULL;
     if (r->rc == 0)
         r->rc = rstore__snap_check_file(s, r->tmp, tkv_slice_of(snap->data.data, snap->data.len));
-    if (r->rc == 0 && rename(r->tmp, r->path) != 0)
-        r->rc = -errno;
+    if (r->rc == 0)
+        r->rc = sec_file_rename(keys, r->tmp, r->path);
     if (r->rc != 0) {
         recv_finish(r, r->rc, "snapshot file does not match its metadata");
         return;
@@ -319,7 +319,7 @@ void rstore__snap_recv_free_all(rstore *s)
         snap_recv *r = s->snap_recvs;
         s->snap_recvs = r->next;
         if (r->f)
-            fclose(r->f);
+            TKV_IGNORE(sec_file_close(r->f));
         if (r->msg)
             protobuf_c_message_free_unpacked(&r->msg->base, NULL);
         tkv_free(r);

@@ -502,6 +502,8 @@ void rstore_stats_get(rstore *s, rstore_stats *st)
     st->snapshots_applied = atomic_load(&s->stat_snap_applied);
     st->log_compactions = atomic_load(&s->stat_compactions);
     st->splits = atomic_load(&s->stat_splits);
+    st->disk_full_refused = atomic_load(&s->stat_disk_full_refused);
+    st->range_compactions = atomic_load(&s->stat_range_compactions);
 }
 
 size_t rstore_region_ids(rstore *s, uint64_t *ids, size_t cap)

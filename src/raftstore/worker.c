@@ -160,6 +160,8 @@ static void gen_snap(rstore *s, rstore_task *t)
         g->snap.metadata.index = t->a;
         g->snap.metadata.term = t->b;
         rstore__region_conf_state(t->region, &g->snap.metadata.conf_state);
+        g->version = t->region->region_epoch->version;
+        g->conf_ver = t->region->region_epoch->conf_ver;
         size_t len;
         g->snap.data = tkv_buf_steal(&data, &len);
         g->snap.data_len = len;
@@ -187,6 +189,22 @@ static void split_check(rstore *s, rstore_task *t)
     rstore__router_send_or_free(&s->router, m);
 }
 
+/* Compacts a range a DeleteRange emptied, so its space comes back. */
+static void compact_range(rstore *s, rstore_task *t)
+{
+    if (t->a > t->buf.len)
+        return;
+    tkv_slice start = tkv_slice_of(t->buf.data, (size_t)t->a);
+    tkv_slice end = tkv_slice_of(t->buf.data + t->a, t->buf.len - (size_t)t->a);
+    int rc = eng_compact_range(s->opts.kv, (eng_cf)t->b, start, end);
+    if (rc != 0) {
+        TKV_LOG_WARN("compacting a deleted range failed", TKV_LF_U64("region_id", t->region_id),
+                     TKV_LF_ERR("err", rc));
+        return;
+    }
+    atomic_fetch_add(&s->stat_range_compactions, 1);
+}
+
 void rstore__run_worker_task(rstore *s, rstore_task *t)
 {
     switch (t->type) {
@@ -207,6 +225,9 @@ void rstore__run_worker_task(rstore *s, rstore_task *t)
         break;
     case RSTORE_TASK_CLEAN_SNAPS:
         rstore__snap_clean(s, t->a);
+        break;
+    case RSTORE_TASK_COMPACT_RANGE:
+        compact_range(s, t);
         break;
     default:
         break;

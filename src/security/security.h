@@ -10,6 +10,9 @@
  *                 open-file limit
  *   config.h      the [security] configuration with TiKV's key names, and the options each
  *                 block above takes from it
+ *   runtime.h     what a server runs from them: private data directory, keys and encrypting
+ *                 environment with timed data-key rotation, reserve-space placeholder and
+ *                 the disk watcher behind the DiskFull region error
  * The certificate-name allow-lists (cert-allowed-cn, cert-allowed-san) live in the gRPC layer
  * (rpc.h, rpc_server_opts) with hooks this module plugs into.
  *
@@ -44,5 +47,6 @@
 #include "security/datadir.h"
 #include "security/encryption.h"
 #include "security/guard.h"
+#include "security/runtime.h"
 
 #endif /* TKV_SEC_SECURITY_H */

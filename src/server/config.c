@@ -10,6 +10,7 @@
  */
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,16 @@ static int check_api_version(const void *field, char *msg, size_t cap)
         snprintf(msg, cap, "API V2 is not supported by tikv-c (use 1, with enable-ttl for TTL)");
     else
         snprintf(msg, cap, "must be 1 or 2, got %d", v);
+    return 1;
+}
+
+static int check_redact(const void *field, char *msg, size_t cap)
+{
+    const char *s = *(char *const *)field;
+    tkv_log_redact mode;
+    if (s != NULL && tkv_log_parse_redact(s, &mode) == 0)
+        return 0;
+    snprintf(msg, cap, "expected false, true or \"marker\"");
     return 1;
 }
 
@@ -139,24 +150,53 @@ const tkv_cfg_field srv_config_fields[] = {
     F("coprocessor.region-split-keys", U64, coprocessor.region_split_keys, NULL, NULL),
     F("coprocessor.region-max-keys", U64, coprocessor.region_max_keys, NULL, NULL),
 
+    F("gc.poll-safe-point-interval", DURATION, gc.poll_safe_point_interval_ms, "\"10s\"",
+      check_positive_u64),
+
     F("pd.endpoints", STRLIST, pd.endpoints, "[\"127.0.0.1:2379\"]", NULL),
 
     F("security.ca-path", STR, security.ca_path, "\"\"", NULL),
     F("security.cert-path", STR, security.cert_path, "\"\"", NULL),
     F("security.key-path", STR, security.key_path, "\"\"", NULL),
     F("security.cert-allowed-cn", STRLIST, security.cert_allowed_cn, "[]", NULL),
-    F("security.redact-info-log", BOOL, security.redact_info_log, "false", NULL),
-    F("security.cert-allowed-san", STRLIST, security.cert_allowed_san, "[]", NULL),
-    F("security.audit-log", STR, security.audit_log, "\"\"", NULL),
-    F("security.auth-failure-burst", U64, security.auth_failure_burst, "10", check_positive_u64),
+    F("security.redact-info-log", BOOLSTR, security.redact_info_log, "false", check_redact),
+    /* Ours (cert-allowed-san, audit-log and the guard's keys are in sec_config_fields): */
     F("security.authorization", BOOL, security.authorization, "false", NULL),
     F("security.cert-allowed-peer-cn", STRLIST, security.cert_allowed_peer_cn, "[]", NULL),
+
+    F("rocksdb.defaultcf.write-buffer-size", SIZE, rocksdb.kv_write_buffer_bytes, "\"64MiB\"",
+      check_positive_u64),
+    F("raftdb.defaultcf.write-buffer-size", SIZE, rocksdb.raft_write_buffer_bytes, "\"64MiB\"",
+      check_positive_u64),
 
     F("log.level", STR, log.level, "\"info\"", check_log_level),
     F("log.file.filename", STR, log.file_filename, "\"\"", NULL),
 };
 
 const size_t srv_config_nfields = TKV_ARRAY_LEN(srv_config_fields);
+
+/* srv_config_fields followed by sec_config_fields moved into srv_config.sec: one table, so
+ * one bind sees every key (no unknown-key warning for [security.encryption]) and /config
+ * shows them all. Built once; read-only afterwards. */
+#define ALL_NFIELDS (TKV_ARRAY_LEN(srv_config_fields) + SEC_CONFIG_N_FIELDS)
+static tkv_cfg_field all_fields[ALL_NFIELDS];
+static pthread_once_t all_fields_once = PTHREAD_ONCE_INIT;
+
+static void all_fields_build(void)
+{
+    memcpy(all_fields, srv_config_fields, sizeof(srv_config_fields));
+    for (size_t i = 0; i < SEC_CONFIG_N_FIELDS; i++) {
+        tkv_cfg_field f = sec_config_fields[i];
+        f.offset += offsetof(srv_config, sec);
+        all_fields[TKV_ARRAY_LEN(srv_config_fields) + i] = f;
+    }
+}
+
+static const tkv_cfg_field *fields_all(void)
+{
+    pthread_once(&all_fields_once, all_fields_build);
+    return all_fields;
+}
 
 /* ---- binding ----------------------------------------------------------------------------- */
 
@@ -224,9 +264,11 @@ static int derive(srv_config *c)
     if (rc == 0)
         rc = null_terminated(&sec->cert_allowed_cn, &sec->cert_allowed_cn_nt);
     if (rc == 0)
-        rc = null_terminated(&sec->cert_allowed_san, &sec->cert_allowed_san_nt);
+        rc = null_terminated(&c->sec.cert_allowed_san, &sec->cert_allowed_san_nt);
     if (rc == 0)
         rc = null_terminated(&sec->cert_allowed_peer_cn, &sec->cert_allowed_peer_cn_nt);
+    if (rc == 0)
+        rc = tkv_log_parse_redact(sec->redact_info_log, &sec->redact_mode) == 0 ? 0 : TKV_ECONFIG;
     return rc;
 }
 
@@ -264,13 +306,13 @@ static int validate(const srv_config *c, char *errmsg)
     if (sec->cert_allowed_peer_cn.len > 0 && sec->ca_path[0] == '\0')
         return config_fail(errmsg, "security.cert-allowed-peer-cn: needs security.ca-path "
                                    "(mutual TLS)");
-    if (sec->cert_allowed_san.len > 0 && sec->ca_path[0] == '\0')
-        return config_fail(errmsg, "security.cert-allowed-san: needs security.ca-path (mutual "
-                                   "TLS)");
     if (c->server.max_grpc_recv_msg_len > INT_MAX)
         return config_fail(errmsg, "server.max-grpc-recv-msg-len: must be below 2GiB");
     if (c->server.grpc_memory_pool_quota > (uint64_t)INT64_MAX)
         return config_fail(errmsg, "server.grpc-memory-pool-quota: too large");
+    int rc = sec_config_validate(&c->sec, errmsg);
+    if (rc != 0)
+        return rc;
     if (c->pd.endpoints.len == 0)
         return config_fail(errmsg, "pd.endpoints: must not be empty");
     for (size_t i = 0; i < c->pd.endpoints.len; i++) {
@@ -284,7 +326,7 @@ int srv_config_bind(srv_config *cfg, const tkv_cfg_doc *doc, tkv_cfg_warn_fn war
                     char *errmsg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    int rc = tkv_cfg_bind(doc, srv_config_fields, srv_config_nfields, cfg, warn, warn_arg, errmsg);
+    int rc = tkv_cfg_bind(doc, fields_all(), ALL_NFIELDS, cfg, warn, warn_arg, errmsg);
     if (rc != 0)
         return rc;
     rc = derive(cfg);
@@ -299,7 +341,7 @@ int srv_config_bind(srv_config *cfg, const tkv_cfg_doc *doc, tkv_cfg_warn_fn war
 
 void srv_config_free(srv_config *cfg)
 {
-    tkv_cfg_unbind(srv_config_fields, srv_config_nfields, cfg);
+    tkv_cfg_unbind(fields_all(), ALL_NFIELDS, cfg);
     tkv_free(cfg->security.cert_allowed_cn_nt);
     cfg->security.cert_allowed_cn_nt = NULL;
     tkv_free(cfg->security.cert_allowed_san_nt);
@@ -579,6 +621,13 @@ static json_t *field_json(const tkv_cfg_field *f, const void *member)
         const char *s = *(char *const *)member;
         return json_string(s != NULL ? s : "");
     }
+    case TKV_CFG_K_BOOLSTR: {
+        /* As TiKV prints such keys: a boolean when it is one, else the string. */
+        const char *s = *(char *const *)member;
+        if (s != NULL && (strcmp(s, "true") == 0 || strcmp(s, "false") == 0))
+            return json_boolean(s[0] == 't');
+        return json_string(s != NULL ? s : "");
+    }
     case TKV_CFG_K_STRLIST: {
         const tkv_cfg_strlist *l = member;
         json_t *a = json_array();
@@ -604,8 +653,9 @@ int srv_config_to_json(const srv_config *cfg, tkv_buf *out)
 {
     json_t *root = json_object();
     int rc = root != NULL ? 0 : -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < srv_config_nfields; i++) {
-        const tkv_cfg_field *f = &srv_config_fields[i];
+    const tkv_cfg_field *fields = fields_all();
+    for (size_t i = 0; rc == 0 && i < ALL_NFIELDS; i++) {
+        const tkv_cfg_field *f = &fields[i];
         /* The deprecated top-level keys were folded into [log]. */
         if (f->offset == offsetof(srv_config, log_level_deprecated) ||
             f->offset == offsetof(srv_config, log_file_deprecated))
@@ -665,7 +715,7 @@ void srv_config_rpc_opts(const srv_config *cfg, rpc_server_opts *o, rpc_tls *tls
         o->tls = tls;
     if (cfg->security.cert_allowed_cn.len > 0)
         o->cert_allowed_cn = cfg->security.cert_allowed_cn_nt;
-    if (cfg->security.cert_allowed_san.len > 0)
+    if (cfg->sec.cert_allowed_san.len > 0)
         o->cert_allowed_san = cfg->security.cert_allowed_san_nt;
 }
 
@@ -675,7 +725,7 @@ int srv_config_apply_log(const srv_config *cfg, char *errmsg)
     if (tkv_log_parse_level(cfg->log.level, &level) != 0)
         return config_fail(errmsg, "log.level: unknown log level '%.32s'", cfg->log.level);
     tkv_log_set_level(level);
-    tkv_log_set_redact(cfg->security.redact_info_log ? TKV_REDACT_ON : TKV_REDACT_OFF);
+    tkv_log_set_redact(cfg->security.redact_mode);
     if (cfg->log.file_filename != NULL && cfg->log.file_filename[0] != '\0') {
         int rc = tkv_log_open_file(cfg->log.file_filename);
         if (rc != 0) {

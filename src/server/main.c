@@ -4,11 +4,13 @@
  *     tikv-server --pd 127.0.0.1:2379 --addr 127.0.0.1:20160 --status-addr 127.0.0.1:20180 \
  *                 --data-dir /data/tikv [--config tikv.toml]
  *
- * Start-up: configuration (TiKV's keys and flags) and logging; the kv engine (data-dir/db)
- * and the raft engine (data-dir/raft); the PD client (retried until PD answers); raftstore
- * (store ident, bootstrap or join, persisted regions); storage over raftstore's kv seam; the
- * gRPC server with the tikvpb.Tikv service and the raft transport; raftstore's threads and
- * PutStore with the advertised address (--advertise-addr, else --addr); the status server.
+ * Start-up: configuration (TiKV's keys and flags) and logging; the data directory's
+ * security (src/security/runtime.h: created 0700, encryption keys, reserve-space
+ * placeholder and disk watcher); the kv engine (data-dir/db) and the raft engine
+ * (data-dir/raft), encrypted when [security.encryption] says so; the PD client (retried until PD
+ * answers); raftstore (store ident, bootstrap or join, persisted regions); storage over raftstore's
+ * kv seam; the gRPC server with the tikvpb.Tikv service and the raft transport; raftstore's threads
+ * and PutStore with the advertised address (--advertise-addr, else --addr); the status server.
  * SIGTERM or SIGINT stops everything gracefully: new requests are refused, requests in
  * flight finish, threads are joined, engines closed.
  *
@@ -20,7 +22,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "base/clock.h"
@@ -30,6 +31,8 @@
 #include "pdc/pdc.h"
 #include "raftstore/raftstore.h"
 #include "security/authz.h"
+#include "security/security.h"
+#include "server/main_int.h"
 #include "server/server.h"
 
 #define EXIT_START 1
@@ -48,6 +51,10 @@ typedef struct app {
     srv_node *node;
     rpc_tls tls;      /* TLS branch: client side of [security] (client_tls) */
     srv_authz *authz; /* TLS branch: security.authorization */
+    srv_store_gc *gc;
+    srv_detector_source detector_src;
+    bool detector_src_ready;
+    sec_runtime *sec; /* data directory, encryption, disk watcher (issue 9) */
     char err[TKV_ERRMSG_LEN];
 } app;
 
@@ -64,25 +71,33 @@ static bool stop_requested(app *a)
     return sigtimedwait(&a->sigs, NULL, &zero) > 0;
 }
 
-static int make_dir(const char *path, char *err)
+/* The data directory's security: created 0700, encryption keys and the encrypting
+ * environment, the reserve-space placeholder and the disk watcher (issue 9). */
+static int open_security(app *a)
 {
-    if (mkdir(path, 0700) == 0 || errno == EEXIST)
-        return 0;
-    int rc = -errno;
-    snprintf(err, TKV_ERRMSG_LEN, "create %s: %s", path, tkv_strerror(rc));
-    return rc;
+    sec_runtime_opts so;
+    sec_runtime_opts_init(&so);
+    so.name = "tikv";
+    so.data_dir = a->cfg.storage.data_dir;
+    so.config = &a->cfg.sec;
+    so.reserve_space_bytes = a->cfg.storage.reserve_space_bytes;
+    so.capacity_bytes = a->cfg.raftstore.capacity_bytes;
+    so.min_open_files = 82920; /* TiKV's start-up check */
+    return sec_runtime_open(&so, &a->sec, a->err);
 }
 
 static int open_engines(app *a)
 {
     const char *dir = a->cfg.storage.data_dir;
     char path[1024];
-    int rc = make_dir(dir, a->err);
+    int rc = open_security(a);
     if (rc != 0)
         return rc;
     eng_options o;
     eng_options_init(&o);
     o.name = "kv";
+    o.write_buffer_bytes = (size_t)a->cfg.rocksdb.kv_write_buffer_bytes;
+    o.rocksdb_env = sec_runtime_rocksdb_env(a->sec);
     snprintf(path, sizeof(path), "%s/db", dir);
     rc = eng_rocks_open(path, &o, &a->kv, a->err);
     if (rc != 0)
@@ -90,6 +105,8 @@ static int open_engines(app *a)
     eng_options_init(&o);
     o.name = "raft";
     o.block_cache_bytes = 16u << 20;
+    o.write_buffer_bytes = (size_t)a->cfg.rocksdb.raft_write_buffer_bytes;
+    o.rocksdb_env = sec_runtime_rocksdb_env(a->sec);
     snprintf(path, sizeof(path), "%s/raft", dir);
     return eng_rocks_open(path, &o, &a->raft, a->err);
 }
@@ -160,6 +177,7 @@ static void raftstore_opts(const app *a, rstore_opts *o, const char *snap_dir)
     o->capacity_bytes = r->capacity_bytes;
     o->version = srv_version();
     o->tls = a->tls.cert_path != NULL ? &a->tls : NULL; /* TLS branch: raft and snapshots */
+    o->sec = a->sec;
 }
 
 /* TLS branch: security.authorization reads the key-range policy from PD's etcd store. */
@@ -189,6 +207,26 @@ static void with_port(const char *addr, int port, char *out, size_t cap)
         snprintf(out, cap, "%.*s:%d", (int)(colon - addr), addr, port);
     else
         snprintf(out, cap, "%s", addr);
+}
+
+/* Replaces the per-store deadlock detector with the cluster-wide one (TiKV's: it runs on the
+ * store leading the region with the empty key; the others send it their wait-for edges). */
+static int start_detector(app *a)
+{
+    srv_detector_source_init(&a->detector_src, a->rs, a->pd);
+    a->detector_src_ready = true;
+    srv_deadlock_opts o = {.leader = srv_detector_leader, .ud = &a->detector_src};
+    rpc_server_opts ro;
+    rpc_tls tls;
+    srv_config_rpc_opts(&a->cfg, &ro, &tls);
+    o.tls = ro.tls; /* the peer TLS of the gRPC server, for the Detect streams */
+    struct txn_detector *det;
+    int rc = srv_deadlock_new(srv_node_rpc(a->node), &o, &det);
+    if (rc == 0)
+        stor_set_detector(srv_node_storage(a->node), det);
+    else
+        snprintf(a->err, TKV_ERRMSG_LEN, "deadlock detector: %s", tkv_strerror(rc));
+    return rc;
 }
 
 static int start(app *a)
@@ -226,8 +264,13 @@ static int start(app *a)
     rc = srv_node_new(&a->cfg, a->seam, &hooks, &a->node, a->err);
     if (rc == 0 && a->cfg.security.authorization) /* TLS branch: roles from PD */
         rc = start_authz(a);
-    if (rc == 0)
+    if (rc == 0) {
+        /* UnsafeDestroyRange deletes on the kv engine, below Raft, as TiKV's does. */
+        stor_set_destroy_range(srv_node_storage(a->node), stor_destroy_range_engine, a->kv);
         rc = rstore_register_service(a->rs, srv_node_rpc(a->node));
+    }
+    if (rc == 0)
+        rc = start_detector(a);
     if (rc == 0)
         rc = srv_node_start(a->node, a->err);
     if (rc != 0) {
@@ -245,6 +288,19 @@ static int start(app *a)
         die_start(a, "start raftstore");
         return rc;
     }
+    rc = srv_store_gc_start(srv_node_storage(a->node), a->rs, a->pd,
+                            a->cfg.gc.poll_safe_point_interval_ms, &a->gc);
+    if (rc != 0) {
+        snprintf(a->err, TKV_ERRMSG_LEN, "%s", tkv_strerror(rc));
+        die_start(a, "start the GC worker");
+        return rc;
+    }
+    rc = sec_runtime_start(a->sec);
+    if (rc != 0) {
+        snprintf(a->err, TKV_ERRMSG_LEN, "%s", tkv_strerror(rc));
+        die_start(a, "start the disk watcher");
+        return rc;
+    }
     TKV_LOG_INFO("TiKV is ready to serve", TKV_LF_U64("store_id", rstore_store_id(a->rs)),
                  TKV_LF_STR("addr", addr), TKV_LF_STR("status_addr", status_addr));
     return 0;
@@ -255,19 +311,26 @@ static void stop(app *a)
 {
     if (a->node)
         srv_node_stop(a->node, 1000); /* new requests refused, calls in flight finish */
+    srv_store_gc_stop(a->gc);         /* its KvGC writes need raftstore */
+    if (a->detector_src_ready)
+        srv_detector_source_close(&a->detector_src); /* it asks raftstore and PD */
     if (a->rs)
         rstore_stop(a->rs);
     srv_authz_free(a->authz); /* TLS branch: before the PD client it reads with */
     pdc_close(a->pd);         /* its heartbeat callbacks into raftstore end here */
-    srv_node_free(a->node);
+    srv_node_free(a->node);   /* the deadlock detector goes with the storage */
+    if (a->detector_src_ready)
+        srv_detector_source_deinit(&a->detector_src);
     stor_kv_free(a->seam);
     rstore_free(a->rs);
     eng_close(a->kv);
     eng_close(a->raft);
+    sec_runtime_close(a->sec); /* after the engines that use its environment */
 }
 
 int main(int argc, char **argv)
 {
+    sec_private_umask(); /* every file and directory from here on is private (issue 9) */
     app a;
     memset(&a, 0, sizeof(a));
     bool help = false;

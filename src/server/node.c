@@ -3,7 +3,6 @@
  * and status server, built from the configuration (see server.h).
  */
 #include <stdio.h>
-#include <sys/resource.h>
 
 #include "base/log.h"
 #include "security/wire.h"
@@ -22,34 +21,11 @@ struct srv_node {
     bool started, stopped;
 };
 
-/* TiKV's minimum for the open-files limit: every connection, SST file and WAL needs one. */
-#define SRV_MIN_OPEN_FILES 82920
-
-/* Raises the soft open-files limit to the hard one and warns when it stays below TiKV's
- * minimum (a store that runs out of descriptors refuses connections and fails writes). */
-static void check_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rlim_t want = rl.rlim_max;
-        rl.rlim_cur = want;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
-            return;
-    }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < SRV_MIN_OPEN_FILES)
-        TKV_LOG_WARN("the open-files limit is low: raise it (ulimit -n) to at least 82920",
-                     TKV_LF_U64("limit", (uint64_t)rl.rlim_cur),
-                     TKV_LF_U64("recommended", SRV_MIN_OPEN_FILES));
-}
-
 int srv_node_new(const srv_config *cfg, stor_kv *kv, const srv_admin_hooks *admin, srv_node **out,
                  char *errmsg)
 {
     if (cfg == NULL || kv == NULL || out == NULL)
         return -EINVAL;
-    check_fd_limit();
     srv_node *n = tkv_calloc(1, sizeof(*n));
     if (n == NULL)
         return -ENOMEM;
@@ -68,10 +44,9 @@ int srv_node_new(const srv_config *cfg, stor_kv *kv, const srv_admin_hooks *admi
     if (rc == 0) {
         step = "audit log";
         sec_guard_opts go;
-        sec_guard_opts_init(&go);
-        go.max_failures = (uint32_t)TKV_MIN(cfg->security.auth_failure_burst, UINT32_MAX);
+        sec_config_guard_opts(&cfg->sec, &go);
         sec_wire_opts wo = {.component = "tikv-server",
-                            .audit_path = cfg->security.audit_log,
+                            .audit_path = cfg->sec.audit_log,
                             .guard = &go,
                             .replication_cn = cfg->security.cert_allowed_peer_cn_nt};
         char werr[TKV_ERRMSG_LEN];

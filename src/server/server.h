@@ -49,7 +49,9 @@
 #include <stdio.h>
 
 #include "base/cfg.h"
+#include "base/log.h"
 #include "rpc/rpc.h"
+#include "security/config.h"
 #include "storage/storage.h"
 
 /* ---- the gRPC service ------------------------------------------------------------------ */
@@ -105,6 +107,45 @@ void srv_service_free(srv_service *svc);
  * -> "kv_pessimistic_rollback", "RawGetKeyTTL" -> "raw_get_key_ttl". Writes at most @cap bytes
  * (NUL included) to @out. */
 void srv_method_label(const char *name, char *out, size_t cap);
+
+/* ---- the cluster-wide deadlock detector --------------------------------------------------- */
+
+/* TiKV runs one deadlock detector per cluster, on the store that leads the region holding
+ * the empty key; every store sends the wait-for edges of its pessimistic lock waiters there
+ * over the deadlock.Deadlock/Detect stream, and the detector answers the edges that close a
+ * cycle. srv_deadlock is that detector for one store, behind storage's txn_detector
+ * interface: while this store leads, edges go into its own wait-for graph (remote stores'
+ * too, through the Detect service registered here); otherwise they go to the leader's
+ * stream and deadlocks come back on it. While the leader is unknown or unreachable, edges
+ * are dropped and waits end by their timeout (TiKV does the same). */
+
+/* Who runs the detector. */
+typedef struct srv_deadlock_leader {
+    bool known;     /* false: nobody known (edges are dropped) */
+    bool local;     /* this store */
+    char addr[128]; /* the leader's gRPC address when remote */
+} srv_deadlock_leader;
+
+/* Fills @out with the current detector leader. Called on the detector's own thread; may block
+ * (PD calls). */
+typedef void (*srv_deadlock_leader_fn)(void *ud, srv_deadlock_leader *out);
+
+typedef struct srv_deadlock_opts {
+    srv_deadlock_leader_fn leader; /* required */
+    void *ud;
+    uint64_t refresh_ms;   /* how often the leader is asked again (default 1000) */
+    const rpc_tls *tls;    /* client TLS for Detect streams (NULL: plaintext; read only by
+                            * srv_deadlock_new) */
+    uint64_t graph_ttl_ms; /* edge lifetime in the graph (default TiKV's 3 s) */
+} srv_deadlock_opts;
+
+/* Creates the detector, registers /deadlock.Deadlock/Detect and GetWaitForEntries on @rs (not
+ * started yet), and starts its thread. *@out is the detector to install with
+ * stor_set_detector (the storage owns it: freeing it stops the thread and closes the
+ * streams); @rs must be shut down before the storage is freed. Errors: -EINVAL, -ENOMEM,
+ * -errno, rpc registration errors. */
+TKV_MUST_USE int srv_deadlock_new(rpc_server *rs, const srv_deadlock_opts *o,
+                                  struct txn_detector **out);
 
 /* ---- the status server ------------------------------------------------------------------ */
 
@@ -205,6 +246,13 @@ typedef struct srv_config_coprocessor {
     uint64_t region_max_keys;   /* region-max-keys, 1440000 */
 } srv_config_coprocessor;
 
+/* [gc] */
+typedef struct srv_config_gc {
+    /* poll-safe-point-interval, "10s": how often the GC worker asks PD for the GC safe point
+     * (tikv-c's key: TiKV polls every 10 s without a setting). */
+    uint64_t poll_safe_point_interval_ms;
+} srv_config_gc;
+
 /* [pd] */
 typedef struct srv_config_pd {
     tkv_cfg_strlist endpoints; /* endpoints, ["127.0.0.1:2379"] (--pd) */
@@ -216,19 +264,24 @@ typedef struct srv_config_security {
     char *cert_path;                 /* cert-path, "" */
     char *key_path;                  /* key-path, "" */
     tkv_cfg_strlist cert_allowed_cn; /* cert-allowed-cn, [] */
-    bool redact_info_log;            /* redact-info-log, false */
+    char *redact_info_log;           /* redact-info-log, false | true | "marker" */
     const char **cert_allowed_cn_nt; /* (derived) cert-allowed-cn, NULL-terminated */
-    /* Ours (TiKV has no such keys): */
-    tkv_cfg_strlist cert_allowed_san; /* cert-allowed-san, []: exact subject alternative names */
-    const char **cert_allowed_san_nt; /* (derived) cert-allowed-san, NULL-terminated */
-    char *audit_log;                  /* audit-log, "" = off: the hash-chained audit log */
-    uint64_t auth_failure_burst;      /* auth-failure-burst, 10: refusals per address before a
-                                       * ban (the brute-force guard, security/guard.h) */
+    /* Ours (TiKV has no such keys; cert-allowed-san, audit-log and the brute-force guard's
+     * keys are bound in srv_config.sec): */
+    const char **cert_allowed_san_nt; /* (derived) sec.cert-allowed-san, NULL-terminated */
     bool authorization; /* authorization, false: key-range roles from PD (srv_authz) */
     tkv_cfg_strlist cert_allowed_peer_cn; /* cert-allowed-peer-cn, []: names that may send
                                            * raft messages and snapshots ([]: any allowed) */
     const char **cert_allowed_peer_cn_nt; /* (derived) NULL-terminated */
+    tkv_log_redact redact_mode;           /* (derived) redact-info-log as a mode */
 } srv_config_security;
+
+/* [rocksdb] and [raftdb]: the engines' tuning tikv-c exposes (TiKV's keys; one memtable size
+ * applies to every column family of that engine). */
+typedef struct srv_config_rocksdb {
+    uint64_t kv_write_buffer_bytes;   /* rocksdb.defaultcf.write-buffer-size, "64MiB" */
+    uint64_t raft_write_buffer_bytes; /* raftdb.defaultcf.write-buffer-size, "64MiB" */
+} srv_config_rocksdb;
 
 /* [log] */
 typedef struct srv_config_log {
@@ -244,12 +297,18 @@ typedef struct srv_config {
     srv_config_storage storage;
     srv_config_raftstore raftstore;
     srv_config_coprocessor coprocessor;
+    srv_config_gc gc;
     srv_config_pd pd;
     srv_config_security security;
+    srv_config_rocksdb rocksdb;
     srv_config_log log;
+    /* The whole [security] section as src/security binds it (sec_config_fields: encryption,
+     * audit log, guard, allow-lists; the TLS paths again), for the security building blocks. */
+    sec_config sec;
 } srv_config;
 
-/* The binding table (TiKV key -> member), for srv_config_bind and extensions. */
+/* The binding table (TiKV key -> member), for srv_config_bind and extensions. srv_config_bind
+ * binds sec_config_fields into srv_config.sec from the same document as well. */
 extern const tkv_cfg_field srv_config_fields[];
 extern const size_t srv_config_nfields;
 

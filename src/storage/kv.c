@@ -29,6 +29,7 @@ void stor_ctx_from_pb(stor_ctx *c, const Kvrpcpb__Context *pb)
     c->term = pb->term;
     c->replica_read = pb->replica_read;
     c->stale_read = pb->stale_read;
+    c->disk_full_opt = (int)pb->disk_full_opt;
     if (pb->max_execution_duration_ms > 0)
         c->deadline_ms = tkv_clock_mono_ms() + pb->max_execution_duration_ms;
 }

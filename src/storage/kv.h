@@ -65,6 +65,8 @@ typedef struct stor_ctx {
     bool replica_read;    /* read from this replica through ReadIndex (follower read) */
     bool stale_read;      /* stale read (not supported: answered like a replica read) */
     uint64_t deadline_ms; /* monotonic deadline (tkv_clock_mono_ms), 0 for none */
+    int disk_full_opt;    /* kvrpcpb.DiskFullOpt: 0 NotAllowedOnFull, 1 AllowedOnAlmostFull,
+                           * 2 AllowedOnAlreadyFull */
 } stor_ctx;
 
 /* Fills @c from the protobuf context @pb (NULL gives an empty context) and sets the

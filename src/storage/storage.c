@@ -58,6 +58,12 @@ stor_latches *stor_get_latches(stor *s)
     return s->latches;
 }
 
+void stor_set_destroy_range(stor *s, stor_destroy_range_fn fn, void *arg)
+{
+    s->destroy_range = fn;
+    s->destroy_range_arg = arg;
+}
+
 const stor_opts *stor_get_opts(const stor *s)
 {
     return &s->opts;

@@ -65,6 +65,31 @@ stor_latches *stor_get_latches(stor *s);
 /* Returns the options the storage runs with. */
 const stor_opts *stor_get_opts(const stor *s);
 
+/* Deletes every version, lock and value of the transactional keys in [@start, @end) (both
+ * memcomparable-encoded storage keys; an empty @end means the end of the key space) from
+ * this whole store, below replication, as TiKV's UnsafeDestroyRange does. Runs on a storage
+ * worker thread and may block on disk. Returns 0 or a negative code (@errmsg says why). */
+typedef int (*stor_destroy_range_fn)(void *arg, tkv_slice start, tkv_slice end,
+                                     char errmsg[TKV_ERRMSG_LEN]);
+
+/* Installs the store-wide range destruction UnsafeDestroyRange uses (tikv-server deletes on
+ * its kv engine). Without one, UnsafeDestroyRange deletes through the kv seam in the region
+ * its context names, which is what a single-region storage (stor_kv_local) needs.
+ * Thread: call before the storage serves requests. */
+void stor_set_destroy_range(stor *s, stor_destroy_range_fn fn, void *arg);
+
+/* Installs @d (a deadlock detector, storage/txn/lock_manager.h; owned by the storage from
+ * now on) in place of the per-store one: tikv-server's cluster-wide detector. Thread: call
+ * before the storage serves requests. */
+struct txn_detector;
+void stor_set_detector(stor *s, struct txn_detector *d);
+
+/* A stor_destroy_range_fn for a kv engine with TiKV's layout (@arg is the eng_db): range
+ * deletions of the data keys ('z' + key) in the default, lock and write column families,
+ * written with sync. Errors: engine errors (@errmsg has the engine's message), -ENOMEM. */
+TKV_MUST_USE int stor_destroy_range_engine(void *arg, tkv_slice start, tkv_slice end,
+                                           char errmsg[TKV_ERRMSG_LEN]);
+
 /* ---- methods --------------------------------------------------------------------------- */
 
 /* Hands a method's response to the service; @resp is borrowed for the call. */

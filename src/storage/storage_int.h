@@ -13,6 +13,8 @@ struct stor {
     stor_opts opts;
     stor_latches *latches;
     struct stor_txn *txn;
+    stor_destroy_range_fn destroy_range; /* store-wide UnsafeDestroyRange, may be NULL */
+    void *destroy_range_arg;
 };
 
 /* Sets up and tears down the transactional part (storage/txn/); called by stor_new and

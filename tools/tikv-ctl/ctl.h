@@ -38,6 +38,10 @@ typedef struct ctl_opts {
     int value_size;
     long long keys;
     bool batch_commands_off;
+    /* offline commands (encryption-meta, issue 9) */
+    const char *config_path; /* --config: the store's TOML */
+    const char *data_dir;    /* --data-dir */
+    const char *enc_path;    /* --path: one file for encryption-meta dump-file */
     /* positionals */
     const char *pos[8];
     int n_pos;
@@ -59,5 +63,10 @@ int ctl_connect(const ctl_opts *o, tikvc_client **out);
 
 /* The benchmark subcommand: `bench raw-put|raw-get`. */
 int ctl_bench(const ctl_opts *o, tikvc_client *c, const char *what);
+
+/* `encryption-meta [dump-key | dump-file [--path FILE]]`: the data directory's key and file
+ * dictionaries as JSON, without key material (offline; needs --config, and --data-dir unless
+ * the configuration has storage.data-dir). Returns a CTL_* code (message printed). */
+int ctl_encryption_meta(const ctl_opts *o);
 
 #endif /* TKV_TOOLS_CTL_H */

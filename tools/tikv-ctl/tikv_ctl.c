@@ -36,8 +36,13 @@ static const char usage_text[] =
     "  cluster                              PD members, stores and the region count\n"
     "  audit verify FILE [--key-file PATH]  check an audit log's hash chain (no cluster\n"
     "                                       needed): exit 0 intact, 1 edited or truncated\n"
-    "  bench raw-put|raw-get [--concurrency N] [--seconds S] [--value-size B] [--keys N]\n"
-    "                                       closed-loop load (16-byte keys): ops/s, latency\n"
+    "  bench raw-put|raw-get|txn-put|txn-transfer [--concurrency N] [--seconds S]\n"
+    "        [--value-size B] [--keys N]    closed-loop load (16-byte keys): ops/s, latency;\n"
+    "                                       txn-put commits one-key transactions, txn-transfer\n"
+    "                                       4-key transfers between --keys accounts\n"
+    "  encryption-meta [dump-key | dump-file [--path FILE]] --config TOML [--data-dir DIR]\n"
+    "                                       offline: data keys and encrypted files of a\n"
+    "                                       stopped store's data directory (no key material)\n"
     "\n"
     "options:\n"
     "  --pd ADDR[,ADDR]   PD endpoints (host:port or http://host:port)\n"
@@ -601,6 +606,15 @@ static int parse(int argc, char **argv, ctl_opts *o)
         } else if (strcmp(a, "--key-path") == 0) {
             TAKES_VALUE;
             o->key_path = v;
+        } else if (strcmp(a, "--config") == 0) {
+            TAKES_VALUE;
+            o->config_path = v;
+        } else if (strcmp(a, "--data-dir") == 0) {
+            TAKES_VALUE;
+            o->data_dir = v;
+        } else if (strcmp(a, "--path") == 0) {
+            TAKES_VALUE;
+            o->enc_path = v;
         } else if (strcmp(a, "--from") == 0) {
             TAKES_VALUE;
             o->from = v;
@@ -664,13 +678,16 @@ int main(int argc, char **argv)
     if (rc != CTL_OK)
         return rc;
     const char *cmd = o.pos[0];
+    if (strcmp(cmd, "encryption-meta") == 0) /* offline: no cluster (issue 9) */
+        return o.n_pos <= 2 ? ctl_encryption_meta(&o)
+                            : usage_error("%s: one subcommand at most", cmd);
     bool known = strcmp(cmd, "raw") == 0 || strcmp(cmd, "txn") == 0 || strcmp(cmd, "region") == 0 ||
                  strcmp(cmd, "store") == 0 || strcmp(cmd, "cluster") == 0 ||
                  strcmp(cmd, "bench") == 0;
     if (!known)
         return usage_error("unknown command '%s'", cmd);
     if (strcmp(cmd, "bench") == 0 && o.n_pos != 2)
-        return usage_error("%s: give raw-put or raw-get", "bench");
+        return usage_error("%s: give raw-put, raw-get, txn-put or txn-transfer", "bench");
     tikvc_client *c = NULL;
     rc = ctl_connect(&o, &c);
     if (rc != CTL_OK)

@@ -2,6 +2,7 @@
  * gc_cmd.c: KvGC (TiKV's GC command): removes the versions below the safe point from every
  * key of the region, in batches of GC_BATCH keys, each batch one write.
  */
+#include "base/metrics.h"
 #include "storage/gc/gc.h"
 #include "storage/txn/txn_int.h"
 
@@ -25,6 +26,7 @@ static int process(txn_cmd *c, mvcc_reader *r)
     tkv_buf_init(&prev);
     size_t keys = 0;
     bool more = false;
+    size_t deleted_before = st->deleted;
     for (bool ok = stor_iter_seek_to_first(it); ok && rc == 0; ok = stor_iter_next(it)) {
         tkv_slice user;
         uint64_t ts;
@@ -45,6 +47,13 @@ static int process(txn_cmd *c, mvcc_reader *r)
         rc = stor_iter_status(it);
     stor_iter_free(it);
     tkv_buf_deinit(&prev);
+    if (rc == 0 && st->deleted > deleted_before) {
+        /* TiKV's series for versions the GC removes from the write column family. */
+        tkv_metric *m = tkv_metric_counter("tikv_gcworker_gc_keys",
+                                           "Counter of keys affected during gc", "cf,tag");
+        tkv_series_add(tkv_metric_with(m, "write", "deleted"),
+                       (double)(st->deleted - deleted_before));
+    }
     c->again = rc == 0 && more;
     return rc;
 }

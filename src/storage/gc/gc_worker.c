@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "base/clock.h"
+#include "base/metrics.h"
 #include "storage/gc/gc.h"
 #include "storage/txn/txn_int.h"
 
@@ -17,6 +19,8 @@ struct stor_gc_worker {
     pthread_cond_t cond;
     bool stop;
     uint64_t done; /* last safe point fully collected */
+    /* TiKV's series: regions collected and failed, the safe point last completed. */
+    tkv_series *m_tasks, *m_fails, *m_safe_point;
 };
 
 typedef struct gc_wait {
@@ -111,6 +115,7 @@ static int run_round(stor_gc_worker *w, uint64_t *safe_point)
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         int r = stor_gc_region(w->s, &regions[i], sp);
+        tkv_series_inc(r == 0 ? w->m_tasks : w->m_fails);
         if (r != 0 && rc == 0)
             rc = r; /* go on with the other regions; this round is not complete */
     }
@@ -119,6 +124,7 @@ static int run_round(stor_gc_worker *w, uint64_t *safe_point)
         pthread_mutex_lock(&w->mu);
         w->done = sp;
         pthread_mutex_unlock(&w->mu);
+        tkv_series_set(w->m_safe_point, (double)sp);
         if (safe_point != NULL)
             *safe_point = sp;
     }
@@ -145,13 +151,7 @@ static void *worker_main(void *arg)
         if (w->stop)
             break;
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)(w->o.interval_ms / 1000);
-        ts.tv_nsec += (long)(w->o.interval_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        tkv_clock_mono_deadline(&ts, w->o.interval_ms);
         pthread_cond_timedwait(&w->cond, &w->mu, &ts);
     }
     pthread_mutex_unlock(&w->mu);
@@ -167,6 +167,14 @@ int stor_gc_worker_new(stor *s, const stor_gc_opts *o, stor_gc_worker **out)
         return -ENOMEM;
     w->s = s;
     w->o = *o;
+    tkv_metric *tasks =
+        tkv_metric_counter("tikv_gcworker_gc_tasks_vec", "Counter of gc tasks processed", "task");
+    tkv_metric *fails = tkv_metric_counter("tikv_gcworker_gc_task_fail_vec",
+                                           "Counter of gc tasks that is failed", "task");
+    w->m_tasks = tkv_metric_with(tasks, "gc");
+    w->m_fails = tkv_metric_with(fails, "gc");
+    w->m_safe_point = tkv_metric_with(
+        tkv_metric_gauge("tikv_gcworker_autogc_safe_point", "Safe point used for auto gc", NULL));
     if (w->o.interval_ms == 0)
         w->o.interval_ms = 10000;
     pthread_condattr_t ca;

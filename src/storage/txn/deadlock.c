@@ -1,119 +1,199 @@
 /*
- * deadlock.c: the per-store deadlock detector (TiKV's DetectTable): a wait-for graph whose
- * nodes are transactions (start_ts) and whose edges say "txn waits for lock_ts on key
- * key_hash". A new edge that has a path back to its waiter closes a cycle: it is not added
- * and the deadlock is reported with the key hash of the last edge on that path (the one
- * that waits for the new waiter), as TiKV reports it.
+ * deadlock.c: the wait-for graph (TiKV's DetectTable) and the per-store deadlock detector
+ * built on it (see lock_manager.h).
  */
 #include <pthread.h>
 
+#include "base/clock.h"
 #include "storage/txn/lock_manager.h"
 
-typedef struct edge {
-    uint64_t txn_ts, lock_ts, key_hash;
-} edge;
+/* ---- the graph ------------------------------------------------------------------------- */
 
-typedef struct local_detector {
+struct txn_wait_graph {
     pthread_mutex_t mu;
-    edge *edges;
+    uint64_t ttl_ms;
+    uint64_t (*now_ms)(void *);
+    void *clock_arg;
+    txn_wait_edge *edges;
     size_t n, cap;
-} local_detector;
+};
+
+static uint64_t mono_ms(void *arg)
+{
+    (void)arg;
+    return tkv_clock_mono_ms();
+}
+
+int txn_wait_graph_new(uint64_t ttl_ms, uint64_t (*now_ms)(void *), void *clock_arg,
+                       txn_wait_graph **out)
+{
+    txn_wait_graph *g = tkv_calloc(1, sizeof(*g));
+    if (g == NULL || pthread_mutex_init(&g->mu, NULL) != 0) {
+        tkv_free(g);
+        return -ENOMEM;
+    }
+    g->ttl_ms = ttl_ms;
+    g->now_ms = now_ms != NULL ? now_ms : mono_ms;
+    g->clock_arg = clock_arg;
+    *out = g;
+    return 0;
+}
+
+void txn_wait_graph_free(txn_wait_graph *g)
+{
+    if (g == NULL)
+        return;
+    pthread_mutex_destroy(&g->mu);
+    tkv_free(g->edges);
+    tkv_free(g);
+}
+
+/* Drops the edges that outlived the TTL. Under mu. */
+static void expire(txn_wait_graph *g, uint64_t now)
+{
+    if (g->ttl_ms == 0)
+        return;
+    size_t j = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        if (now - g->edges[i].since_ms < g->ttl_ms)
+            g->edges[j++] = g->edges[i];
+    }
+    g->n = j;
+}
 
 /* Depth-first search from @from for a path to @target; on success *@hash is the key hash of
- * the edge that reaches @target. @seen marks visited nodes by edge index of their first
- * out-edge scan (a small graph: O(E^2) is fine). */
-static bool reaches(local_detector *d, uint64_t from, uint64_t target, uint64_t *hash,
-                    uint64_t *visited, size_t *nvisited, size_t depth)
+ * the edge that reaches @target. @visited holds the nodes already searched (a small graph:
+ * O(E^2) is fine). Under mu. */
+static bool reaches(const txn_wait_graph *g, uint64_t from, uint64_t target, uint64_t *hash,
+                    uint64_t *visited, size_t *nvisited)
 {
-    if (depth > d->n)
-        return false;
     for (size_t i = 0; i < *nvisited; i++) {
         if (visited[i] == from)
             return false;
     }
     visited[(*nvisited)++] = from;
-    for (size_t i = 0; i < d->n; i++) {
-        if (d->edges[i].txn_ts != from)
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->edges[i].txn_ts != from)
             continue;
-        if (d->edges[i].lock_ts == target) {
-            *hash = d->edges[i].key_hash;
+        if (g->edges[i].lock_ts == target) {
+            *hash = g->edges[i].key_hash;
             return true;
         }
-        if (reaches(d, d->edges[i].lock_ts, target, hash, visited, nvisited, depth + 1))
+        if (reaches(g, g->edges[i].lock_ts, target, hash, visited, nvisited))
             return true;
     }
     return false;
 }
 
-static void local_detect(void *impl, txn_lock_mgr *lm, uint64_t txn_ts, uint64_t lock_ts,
-                         uint64_t key_hash)
+bool txn_wait_graph_detect(txn_wait_graph *g, uint64_t txn_ts, uint64_t lock_ts, uint64_t key_hash,
+                           uint64_t *deadlock_key_hash)
 {
-    local_detector *d = impl;
-    pthread_mutex_lock(&d->mu);
-    uint64_t dl_hash = 0;
+    uint64_t now = g->now_ms(g->clock_arg);
+    pthread_mutex_lock(&g->mu);
+    expire(g, now);
     bool deadlock = false;
-    uint64_t *visited = tkv_malloc((d->n + 1) * sizeof(uint64_t));
+    /* Every node is visited at most once: at most n + 1 of them. */
+    uint64_t *visited = tkv_malloc((g->n + 1) * sizeof(uint64_t));
     if (visited != NULL) {
         size_t nv = 0;
-        deadlock = reaches(d, lock_ts, txn_ts, &dl_hash, visited, &nv, 0);
+        deadlock = reaches(g, lock_ts, txn_ts, deadlock_key_hash, visited, &nv);
         tkv_free(visited);
     }
-    bool dup = false;
-    for (size_t i = 0; i < d->n && !deadlock; i++) {
-        const edge *e = &d->edges[i];
-        dup |= e->txn_ts == txn_ts && e->lock_ts == lock_ts && e->key_hash == key_hash;
+    for (size_t i = 0; i < g->n && !deadlock; i++) {
+        txn_wait_edge *e = &g->edges[i];
+        if (e->txn_ts == txn_ts && e->lock_ts == lock_ts && e->key_hash == key_hash) {
+            e->since_ms = now;
+            pthread_mutex_unlock(&g->mu);
+            return false;
+        }
     }
-    if (!deadlock && !dup) {
-        if (d->n == d->cap) {
-            size_t cap = d->cap ? d->cap * 2 : 16;
-            edge *e = tkv_realloc(d->edges, cap * sizeof(*e));
+    if (!deadlock) {
+        if (g->n == g->cap) {
+            size_t cap = g->cap ? g->cap * 2 : 16;
+            txn_wait_edge *e = tkv_realloc(g->edges, cap * sizeof(*e));
             if (e != NULL) {
-                d->edges = e;
-                d->cap = cap;
+                g->edges = e;
+                g->cap = cap;
             }
         }
         /* Out of memory: the edge is not recorded; the wait still ends by its timeout. */
-        if (d->n < d->cap)
-            d->edges[d->n++] = (edge){txn_ts, lock_ts, key_hash};
+        if (g->n < g->cap)
+            g->edges[g->n++] = (txn_wait_edge){txn_ts, lock_ts, key_hash, now};
     }
-    pthread_mutex_unlock(&d->mu);
-    if (deadlock)
-        txn_lock_mgr_on_deadlock(lm, txn_ts, lock_ts, key_hash, dl_hash);
+    pthread_mutex_unlock(&g->mu);
+    return deadlock;
 }
 
-static void remove_if(local_detector *d, uint64_t txn_ts, bool any, uint64_t lock_ts,
+static void remove_if(txn_wait_graph *g, uint64_t txn_ts, bool any, uint64_t lock_ts,
                       uint64_t key_hash)
 {
-    pthread_mutex_lock(&d->mu);
+    pthread_mutex_lock(&g->mu);
     size_t j = 0;
-    for (size_t i = 0; i < d->n; i++) {
-        const edge *e = &d->edges[i];
+    for (size_t i = 0; i < g->n; i++) {
+        const txn_wait_edge *e = &g->edges[i];
         bool drop =
             e->txn_ts == txn_ts && (any || (e->lock_ts == lock_ts && e->key_hash == key_hash));
         if (!drop)
-            d->edges[j++] = *e;
+            g->edges[j++] = *e;
     }
-    d->n = j;
-    pthread_mutex_unlock(&d->mu);
+    g->n = j;
+    pthread_mutex_unlock(&g->mu);
+}
+
+void txn_wait_graph_clean_up_wait_for(txn_wait_graph *g, uint64_t txn_ts, uint64_t lock_ts,
+                                      uint64_t key_hash)
+{
+    remove_if(g, txn_ts, false, lock_ts, key_hash);
+}
+
+void txn_wait_graph_clean_up(txn_wait_graph *g, uint64_t txn_ts)
+{
+    remove_if(g, txn_ts, true, 0, 0);
+}
+
+void txn_wait_graph_clear(txn_wait_graph *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->n = 0;
+    pthread_mutex_unlock(&g->mu);
+}
+
+size_t txn_wait_graph_edges(txn_wait_graph *g, txn_wait_edge *out, size_t cap)
+{
+    uint64_t now = g->now_ms(g->clock_arg);
+    pthread_mutex_lock(&g->mu);
+    expire(g, now);
+    size_t n = g->n;
+    for (size_t i = 0; i < n && i < cap; i++)
+        out[i] = g->edges[i];
+    pthread_mutex_unlock(&g->mu);
+    return n;
+}
+
+/* ---- the per-store detector --------------------------------------------------------------- */
+
+static void local_detect(void *impl, txn_lock_mgr *lm, uint64_t txn_ts, uint64_t lock_ts,
+                         uint64_t key_hash)
+{
+    uint64_t dl_hash = 0;
+    if (txn_wait_graph_detect(impl, txn_ts, lock_ts, key_hash, &dl_hash))
+        txn_lock_mgr_on_deadlock(lm, txn_ts, lock_ts, key_hash, dl_hash);
 }
 
 static void local_clean_up_wait_for(void *impl, uint64_t txn_ts, uint64_t lock_ts,
                                     uint64_t key_hash)
 {
-    remove_if(impl, txn_ts, false, lock_ts, key_hash);
+    txn_wait_graph_clean_up_wait_for(impl, txn_ts, lock_ts, key_hash);
 }
 
 static void local_clean_up(void *impl, uint64_t txn_ts)
 {
-    remove_if(impl, txn_ts, true, 0, 0);
+    txn_wait_graph_clean_up(impl, txn_ts);
 }
 
 static void local_free(void *impl)
 {
-    local_detector *d = impl;
-    pthread_mutex_destroy(&d->mu);
-    tkv_free(d->edges);
-    tkv_free(d);
+    txn_wait_graph_free(impl);
 }
 
 static const txn_detector_ops local_ops = {
@@ -126,14 +206,13 @@ static const txn_detector_ops local_ops = {
 int txn_detector_local_new(txn_detector **out)
 {
     txn_detector *det = tkv_calloc(1, sizeof(*det));
-    local_detector *d = tkv_calloc(1, sizeof(*d));
-    if (det == NULL || d == NULL || pthread_mutex_init(&d->mu, NULL) != 0) {
+    txn_wait_graph *g = NULL;
+    if (det == NULL || txn_wait_graph_new(TXN_WAIT_GRAPH_TTL_MS, NULL, NULL, &g) != 0) {
         tkv_free(det);
-        tkv_free(d);
         return -ENOMEM;
     }
     det->ops = &local_ops;
-    det->impl = d;
+    det->impl = g;
     *out = det;
     return 0;
 }

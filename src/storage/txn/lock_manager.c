@@ -158,10 +158,12 @@ static bool match_exact(const waiter *w, const void *arg)
 }
 
 void txn_lock_mgr_wake_up(txn_lock_mgr *lm, uint64_t lock_ts, const uint64_t *hashes, size_t n,
-                          uint64_t commit_ts)
+                          uint64_t commit_ts, bool pessimistic_txn)
 {
-    /* The releasing transaction waits for nothing any more. */
-    lm->detector->ops->clean_up(lm->detector->impl, lock_ts);
+    /* The releasing transaction waits for nothing any more (only pessimistic ones ever do;
+     * the cluster detector would otherwise get a message for every commit). */
+    if (pessimistic_txn)
+        lm->detector->ops->clean_up(lm->detector->impl, lock_ts);
     if (n == 0)
         return;
     waiter *woken = NULL;
@@ -205,6 +207,15 @@ void txn_lock_mgr_on_deadlock(txn_lock_mgr *lm, uint64_t txn_ts, uint64_t lock_t
     pthread_mutex_unlock(&lm->mu);
     if (w != NULL)
         finish(lm, w, TXN_WAIT_DEADLOCK, 0, deadlock_key_hash);
+}
+
+void txn_lock_mgr_set_detector(txn_lock_mgr *lm, txn_detector *d)
+{
+    pthread_mutex_lock(&lm->mu);
+    txn_detector *old = lm->detector;
+    lm->detector = d;
+    pthread_mutex_unlock(&lm->mu);
+    txn_detector_free(old);
 }
 
 size_t txn_lock_mgr_waiter_count(txn_lock_mgr *lm)

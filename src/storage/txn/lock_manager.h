@@ -70,9 +70,50 @@ typedef struct txn_detector {
     void *impl;
 } txn_detector;
 
-/* Creates the per-store detector: a wait-for graph searched for a path back to the waiting
- * transaction on every new edge. Errors: -ENOMEM. */
+/* Creates the per-store detector: a wait-for graph (below) searched for a path back to the
+ * waiting transaction on every new edge. Errors: -ENOMEM. */
 TKV_MUST_USE int txn_detector_local_new(txn_detector **out);
+
+/* ---- the wait-for graph ------------------------------------------------------------------ */
+
+/* TiKV's DetectTable: nodes are transactions (start_ts), an edge says "txn_ts waits for
+ * lock_ts on the key with hash key_hash". A new edge that has a path back to its waiter closes
+ * a cycle: it is not added and the deadlock is reported with the key hash of the path's last
+ * edge (the one that waits for the new waiter). Edges older than the graph's TTL are dropped
+ * (a store that crashed never cleans its edges up). Used by the per-store detector and by
+ * tikv-server's cluster-wide detector (src/server/deadlock.c), which feeds it the edges of
+ * every store. Thread-safe. */
+typedef struct txn_wait_graph txn_wait_graph;
+
+/* One edge, as listed by txn_wait_graph_edges. */
+typedef struct txn_wait_edge {
+    uint64_t txn_ts, lock_ts, key_hash;
+    uint64_t since_ms; /* when it was added (the graph's clock) */
+} txn_wait_edge;
+
+/* TiKV's detect table TTL. */
+#define TXN_WAIT_GRAPH_TTL_MS 3000
+
+/* Creates a graph whose edges live @ttl_ms (0: forever), timed by @now_ms(@clock_arg)
+ * (NULL: tkv_clock_mono_ms). Errors: -ENOMEM. */
+TKV_MUST_USE int txn_wait_graph_new(uint64_t ttl_ms, uint64_t (*now_ms)(void *), void *clock_arg,
+                                    txn_wait_graph **out);
+/* Releases @g. NULL is a no-op. */
+void txn_wait_graph_free(txn_wait_graph *g);
+/* Adds the edge txn_ts -> lock_ts (key_hash) unless it closes a cycle. Returns true for a
+ * deadlock, with *@deadlock_key_hash set (the edge is then not added). An edge that is
+ * already there is refreshed. Out of memory leaves the edge out (the wait still times out). */
+bool txn_wait_graph_detect(txn_wait_graph *g, uint64_t txn_ts, uint64_t lock_ts, uint64_t key_hash,
+                           uint64_t *deadlock_key_hash);
+/* Removes the edge txn_ts -> lock_ts for key_hash. */
+void txn_wait_graph_clean_up_wait_for(txn_wait_graph *g, uint64_t txn_ts, uint64_t lock_ts,
+                                      uint64_t key_hash);
+/* Removes every edge from txn_ts. */
+void txn_wait_graph_clean_up(txn_wait_graph *g, uint64_t txn_ts);
+/* Removes every edge (the detector lost its role). */
+void txn_wait_graph_clear(txn_wait_graph *g);
+/* Copies up to @cap live edges into @out and returns how many there are. */
+size_t txn_wait_graph_edges(txn_wait_graph *g, txn_wait_edge *out, size_t cap);
 
 /* Releases @d. NULL is a no-op. */
 void txn_detector_free(txn_detector *d);
@@ -99,9 +140,11 @@ TKV_MUST_USE int txn_lock_mgr_wait_for(txn_lock_mgr *lm, uint64_t start_ts, uint
                                        void *ud);
 
 /* Tells the manager that transaction @lock_ts released its locks on the keys with hashes
- * @hashes[0..n) (committed at @commit_ts, or rolled back with 0). */
+ * @hashes[0..n) (committed at @commit_ts, or rolled back with 0). A pessimistic transaction
+ * (@pessimistic_txn: only those ever wait) also has its wait-for edges removed from the
+ * detector, as TiKV does. */
 void txn_lock_mgr_wake_up(txn_lock_mgr *lm, uint64_t lock_ts, const uint64_t *hashes, size_t n,
-                          uint64_t commit_ts);
+                          uint64_t commit_ts, bool pessimistic_txn);
 
 /* Ends the wait of @txn_ts for (@lock_ts, @key_hash) with DEADLOCK (the detector's report).
  * A wait that already ended is ignored. */
@@ -110,5 +153,9 @@ void txn_lock_mgr_on_deadlock(txn_lock_mgr *lm, uint64_t txn_ts, uint64_t lock_t
 
 /* Returns the number of waits in progress. */
 size_t txn_lock_mgr_waiter_count(txn_lock_mgr *lm);
+
+/* Replaces the manager's detector with @d (owned from now on; the old one is freed). Call
+ * before any wait is registered (tikv-server installs its cluster-wide detector at start). */
+void txn_lock_mgr_set_detector(txn_lock_mgr *lm, txn_detector *d);
 
 #endif /* TKV_STORAGE_LOCK_MANAGER_H */

@@ -513,9 +513,12 @@ static void wake_up_released(txn_cmd *c)
         uint64_t ts = rel[i].lock_ts;
         uint64_t hashes[64];
         size_t k = 0;
-        while (i < n && rel[i].lock_ts == ts && k < TKV_ARRAY_LEN(hashes))
+        bool pessimistic = false;
+        while (i < n && rel[i].lock_ts == ts && k < TKV_ARRAY_LEN(hashes)) {
+            pessimistic |= rel[i].pessimistic_txn;
             hashes[k++] = rel[i++].key_hash;
-        txn_lock_mgr_wake_up(c->st->lm, ts, hashes, k, c->release_commit_ts);
+        }
+        txn_lock_mgr_wake_up(c->st->lm, ts, hashes, k, c->release_commit_ts, pessimistic);
     }
 }
 
@@ -601,8 +604,13 @@ static void run_process(void *arg)
         const stor_modify *mods;
         size_t n;
         rc = mvcc_txn_modifies(c->txn, &mods, &n);
+        /* The write was computed from a view served in snap_term: a leader of a later term
+         * must not apply it (TiKV puts the snapshot's term into the write's context). */
+        stor_ctx wctx = c->ctx;
+        if (c->snap_term != 0)
+            wctx.term = c->snap_term;
         if (rc == 0)
-            rc = stor_kv_write(c->s->kv, &c->ctx, mods, n, on_written, c);
+            rc = stor_kv_write(c->s->kv, &wctx, mods, n, on_written, c);
         if (rc != 0)
             complete_rc(c, rc);
         return;
@@ -623,6 +631,7 @@ static void on_snapshot(void *ud, int rc, Errorpb__Error *rerr, stor_snap *snap)
         return;
     }
     c->snap = snap;
+    c->snap_term = snap->term;
     /* Snapshot callbacks may run on a replication thread: process on the pool. */
     rc = txn_pool_submit(c->st->pool, run_process, c);
     if (rc != 0)

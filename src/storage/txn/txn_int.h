@@ -90,6 +90,7 @@ struct txn_cmd {
     mvcc_txn *txn;
     stor_latch *latch;
     stor_snap *snap;
+    uint64_t snap_term; /* raft term of the leader that served the last snapshot (0: local) */
     int rc;
     /* Command-specific state that survives runs (ResolveLock, GC). */
     void *state;

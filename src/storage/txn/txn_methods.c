@@ -74,6 +74,11 @@ int stor__txn_init(stor *s)
     return 0;
 }
 
+void stor_set_detector(stor *s, struct txn_detector *d)
+{
+    txn_lock_mgr_set_detector(s->txn->lm, d);
+}
+
 void stor__txn_deinit(stor *s)
 {
     struct stor_txn *t = s->txn;

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +27,9 @@ type Options struct {
 	TiKVConfig string // extra TOML for every tikv-server
 	BinDir     string // where pd-server and tikv-server are; default $TKV_BIN_DIR
 	TLS        *TLS   // nil: plaintext everywhere
+	// StoreDir gives store i's data directory (e.g. on a small file system); default
+	// <cluster dir>/tikv<i+1>.
+	StoreDir func(i int) string
 }
 
 // TLS turns on mutual TLS on every channel: the servers use Cert/Key (signed by CA) for what
@@ -99,14 +103,30 @@ type Cluster struct {
 	opts   Options
 }
 
-// FreePort returns a port that was free on 127.0.0.1 a moment ago.
+// handedOut remembers the ports FreePort gave, so two servers of one test never get the
+// same port (a port given earlier but not yet bound would otherwise look free again).
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{}
+)
+
+// FreePort returns a port that was free on 127.0.0.1 a moment ago and was not returned
+// before by this process.
 func FreePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
+	for attempt := 0; ; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut[port] || attempt > 100 {
+			handedOut[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func binDir(o Options) string {
@@ -177,21 +197,48 @@ func (c *Cluster) startPD() {
 func (c *Cluster) AddStore() int {
 	i := len(c.Stores)
 	port, status := FreePort(c.t), FreePort(c.t)
+	dataDir := filepath.Join(c.Dir, fmt.Sprintf("tikv%d", i+1))
+	if c.opts.StoreDir != nil {
+		dataDir = c.opts.StoreDir(i)
+	}
 	p := &Proc{
 		Name:    fmt.Sprintf("tikv%d", i+1),
-		DataDir: filepath.Join(c.Dir, fmt.Sprintf("tikv%d", i+1)),
+		DataDir: dataDir,
 		Addr:    fmt.Sprintf("127.0.0.1:%d", port),
 		Status:  fmt.Sprintf("127.0.0.1:%d", status),
 		LogPath: filepath.Join(c.Dir, fmt.Sprintf("tikv%d.log", i+1)),
 	}
 	p.Args = []string{"--pd", c.PD.Addr, "--addr", p.Addr, "--status-addr", p.Status,
 		"--data-dir", p.DataDir}
-	if cfg := c.writeConfig(p.Name, c.serverConfig(p, c.opts.TiKVConfig, false)); cfg != "" {
+	// One tikv.toml for every store, unless each store has its own audit log.
+	cfgName := "tikv"
+	if c.opts.TLS != nil && c.opts.TLS.Audit {
+		cfgName = p.Name
+	}
+	if cfg := c.writeConfig(cfgName, c.serverConfig(p, withoutReserve(c.opts.TiKVConfig), false)); cfg != "" {
 		p.Args = append(p.Args, "--config", cfg)
 	}
 	c.Stores = append(c.Stores, p)
 	c.launch(p, "tikv-server")
 	return i
+}
+
+// withoutReserve turns TiKV's storage.reserve-space off unless the test sets it: by default
+// every store would allocate a placeholder of 1% of the disk and refuse writes once the
+// shared test disk is within 5% of full, which tests that are not about disk space must not
+// depend on.
+func withoutReserve(cfg string) string {
+	if strings.Contains(cfg, "reserve-space") {
+		return cfg
+	}
+	lines := strings.Split(cfg, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) == "[storage]" {
+			rest := append([]string{"reserve-space = \"0\""}, lines[i+1:]...)
+			return strings.Join(append(lines[:i+1], rest...), "\n")
+		}
+	}
+	return "[storage]\nreserve-space = \"0\"\n\n" + cfg
 }
 
 func (c *Cluster) launch(p *Proc, bin string) {
@@ -259,6 +306,33 @@ func (c *Cluster) RestartStore(i int) {
 	p := c.Stores[i]
 	p.Stop(false)
 	c.launch(p, "tikv-server")
+}
+
+// SetConfigs replaces the TOML pd-server and the tikv-servers read at their next (re)start
+// (a configuration change across a restart, e.g. a new master key).
+func (c *Cluster) SetConfigs(pdConfig, tikvConfig string) {
+	c.opts.PDConfig, c.opts.TiKVConfig = pdConfig, tikvConfig
+	if c.writeConfig("pd", pdConfig) == "" || c.writeConfig("tikv", withoutReserve(tikvConfig)) == "" {
+		c.t.Fatalf("SetConfigs: both configurations must be non-empty")
+	}
+}
+
+// StopAll stops every store, then PD (SIGTERM, waiting for each).
+func (c *Cluster) StopAll() {
+	for _, p := range c.Stores {
+		p.Stop(false)
+	}
+	c.PD.Stop(false)
+}
+
+// StartAll starts PD and every store again (same ports and directories) and waits until
+// the stores are up.
+func (c *Cluster) StartAll() {
+	c.launch(c.PD, "pd-server")
+	for _, p := range c.Stores {
+		c.launch(p, "tikv-server")
+	}
+	c.WaitStoresUp(len(c.Stores), 60*time.Second)
 }
 
 // RestartPD restarts pd-server with the same data directory and ports.
@@ -352,8 +426,25 @@ func (c *Cluster) dumpLogs() {
 	}
 }
 
-// Close stops every process by PID and removes the data unless the test failed
-// (then the logs are printed and the directory kept for inspection).
+// WaitFor polls @cond every 200 ms until it holds, and fails the test with @what and the last
+// reason @cond gave when @timeout passes first.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		last = why
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s: not done after %v (%s)", what, timeout, last)
+}
+
+// Close stops every process by PID and removes the data unless the test failed (then the
+// logs are printed and the directory kept for inspection) or TKV_KEEP_CLUSTER is set.
 func (c *Cluster) Close() {
 	for _, p := range c.Stores {
 		p.Stop(false)
@@ -364,6 +455,10 @@ func (c *Cluster) Close() {
 	if c.t.Failed() {
 		c.dumpLogs()
 		c.t.Logf("cluster data kept in %s", c.Dir)
+		return
+	}
+	if os.Getenv("TKV_KEEP_CLUSTER") != "" {
+		c.t.Logf("cluster data kept in %s (TKV_KEEP_CLUSTER)", c.Dir)
 		return
 	}
 	_ = os.RemoveAll(c.Dir)

@@ -42,17 +42,7 @@ max-pending-peer-count = 64
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		last = why
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s: not done after %v (%s)", what, timeout, last)
+	cluster.WaitFor(t, timeout, what, cond)
 }
 
 func newRawClient(t *testing.T, c *cluster.Cluster) *rawkv.Client {

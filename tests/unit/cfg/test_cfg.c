@@ -1071,6 +1071,47 @@ static int run_bind(const char *in, char *err, void *arg)
     return rc;
 }
 
+typedef struct redact_cfg {
+    char *redact;
+} redact_cfg;
+
+static const tkv_cfg_field redact_fields[] = {
+    TKV_CFG_FIELD("security.redact-info-log", BOOLSTR, redact_cfg, redact, "false", NULL),
+};
+
+/* Binds security.redact-info-log from @in; returns the code and leaves the text in @out. */
+static int bind_redact(const char *in, char *out, size_t cap, char *err)
+{
+    tkv_cfg_doc *doc = parse_ok(in);
+    redact_cfg c;
+    int rc = tkv_cfg_bind(doc, redact_fields, 1, &c, NULL, NULL, err);
+    if (rc == 0) {
+        snprintf(out, cap, "%s", c.redact);
+        tkv_cfg_unbind(redact_fields, 1, &c);
+        assert_null(c.redact);
+    } else {
+        assert_null(c.redact);
+    }
+    tkv_cfg_free(doc);
+    return rc;
+}
+
+static void test_bind_boolstr_takes_a_boolean_or_a_string(void **state)
+{
+    (void)state;
+    char v[32], err[TKV_ERRMSG_LEN];
+    assert_int_equal(bind_redact("", v, sizeof(v), err), 0);
+    assert_string_equal(v, "false");
+    assert_int_equal(bind_redact("[security]\nredact-info-log = true\n", v, sizeof(v), err), 0);
+    assert_string_equal(v, "true");
+    assert_int_equal(bind_redact("[security]\nredact-info-log = \"marker\"\n", v, sizeof(v), err),
+                     0);
+    assert_string_equal(v, "marker");
+    assert_int_equal(bind_redact("[security]\nredact-info-log = 1\n", v, sizeof(v), err),
+                     TKV_ECONFIG);
+    assert_non_null(strstr(err, "security.redact-info-log: expected a boolean or a string"));
+}
+
 static void test_bind_errors_name_origin_key_and_reason(void **state)
 {
     (void)state;
@@ -1337,6 +1378,7 @@ int main(void)
         cmocka_unit_test(test_bind_uses_defaults_without_a_document),
         cmocka_unit_test(test_bind_takes_file_values_and_overrides_and_warns_on_unknown_keys),
         cmocka_unit_test(test_bind_errors_name_origin_key_and_reason),
+        cmocka_unit_test(test_bind_boolstr_takes_a_boolean_or_a_string),
         cmocka_unit_test(test_bind_reports_bad_defaults),
         cmocka_unit_test(test_load_reads_a_file_and_names_it_in_errors),
         cmocka_unit_test(test_parse_returns_enomem_on_every_failed_allocation),

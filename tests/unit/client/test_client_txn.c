@@ -442,6 +442,27 @@ static void test_prewrite_resolves_a_crashed_lock_and_commits(void **state)
     fx_stop(&f);
 }
 
+/* A store that finds one key of a prewrite locked writes none of the request's keys: after
+ * resolving the lock, the keys that had no error must be prewritten again too (a client that
+ * retried only the locked key lost the primary's lock and failed its commit). */
+static void test_prewrite_retries_the_whole_request_after_resolving_a_lock(void **state)
+{
+    (void)state;
+    fx f;
+    start(&f);
+    uint64_t ts = ts_ago(&f, 10000);
+    fake_cluster_put_lock(&f.fc, tkv_slice_str("x"), tkv_slice_str("x"), ts, 100,
+                          tkv_slice_str("lost"));
+    tikvc_txn *t = begin(&f);
+    set(t, "w", "primary"); /* the primary, in the same region as x */
+    set(t, "x", "secondary");
+    commit(t);
+    tikvc_txn_free(t);
+    expect_fresh(&f, "w", "primary");
+    expect_fresh(&f, "x", "secondary");
+    fx_stop(&f);
+}
+
 static void test_scans_resolve_locks_on_the_way(void **state)
 {
     (void)state;
@@ -489,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_a_secondary_without_its_primary_lock_is_rolled_back_once_expired),
         cmocka_unit_test(test_a_live_lock_is_waited_for_within_the_budget),
         cmocka_unit_test(test_prewrite_resolves_a_crashed_lock_and_commits),
+        cmocka_unit_test(test_prewrite_retries_the_whole_request_after_resolving_a_lock),
         cmocka_unit_test(test_scans_resolve_locks_on_the_way),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,11 +4,13 @@
  * replication to added peers, a leader's store stopping and restarting, a lagging replica
  * caught up by a snapshot after log compaction, peer removal, and splits.
  */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -29,13 +31,37 @@ typedef struct node {
     int port;
     bool up;
     uint64_t store_id;
+    sec_runtime *sec; /* encryption of the snapshot files, when the cluster encrypts */
 } node;
 
 typedef struct cluster {
     fake_pd pd;
     node nodes[MAX_NODES];
     int n;
+    bool encrypt; /* snapshot files encrypted at rest (aes256-ctr under mk) */
+    char mk[256]; /* master key file */
 } cluster;
+
+/* Opens node @nd's security runtime: the key dictionary in its snapshot directory. */
+static void node_open_sec(cluster *c, node *nd)
+{
+    sec_config sc;
+    memset(&sc, 0, sizeof(sc));
+    sc.data_encryption_method = "aes256-ctr";
+    sc.data_key_rotation_period_ms = 7ull * 24 * 3600 * 1000;
+    sc.master_key_type = "file";
+    sc.master_key_path = c->mk;
+    sec_runtime_opts so;
+    sec_runtime_opts_init(&so);
+    so.name = "test";
+    so.data_dir = nd->dir;
+    so.config = &sc;
+    char err[TKV_ERRMSG_LEN];
+    int rc = sec_runtime_open(&so, &nd->sec, err);
+    if (rc != 0)
+        fprintf(stderr, "# sec_runtime_open: %s\n", err);
+    assert_int_equal(rc, 0);
+}
 
 static void node_start(cluster *c, int i)
 {
@@ -56,6 +82,10 @@ static void node_start(cluster *c, int i)
     o.raft_log_gc_tick_ms = 100000; /* compaction only when the test asks */
     o.pd_heartbeat_tick_ms = 200;
     o.pd_store_heartbeat_tick_ms = 500;
+    if (c->encrypt) {
+        node_open_sec(c, nd);
+        o.sec = nd->sec;
+    }
     char err[TKV_ERRMSG_LEN];
     int rc = rstore_open(&o, &nd->rs, err);
     if (rc != 0)
@@ -92,13 +122,25 @@ static void node_stop(cluster *c, int i)
     pdc_close(nd->pd);
     rstore_free(nd->rs);
     rpc_server_free(nd->srv);
+    sec_runtime_close(nd->sec);
+    nd->sec = NULL;
     nd->rs = NULL;
     nd->up = false;
 }
 
-static void cluster_start(cluster *c, int n)
+/* Starts @n stores; with @encrypt their snapshot files are encrypted at rest. */
+static void cluster_start_enc(cluster *c, int n, bool encrypt)
 {
     memset(c, 0, sizeof(*c));
+    c->encrypt = encrypt;
+    if (encrypt) {
+        rs_tmpdir(c->mk, sizeof(c->mk) - 16);
+        strcat(c->mk, "/master.key");
+        FILE *f = fopen(c->mk, "w");
+        assert_non_null(f);
+        fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", f);
+        fclose(f);
+    }
     rpc_init();
     fake_pd_start(&c->pd, 1, 4242);
     c->n = n;
@@ -111,6 +153,11 @@ static void cluster_start(cluster *c, int n)
     }
 }
 
+static void cluster_start(cluster *c, int n)
+{
+    cluster_start_enc(c, n, false);
+}
+
 static void cluster_stop(cluster *c)
 {
     for (int i = 0; i < c->n; i++) {
@@ -118,6 +165,11 @@ static void cluster_stop(cluster *c)
         eng_close(c->nodes[i].kv);
         eng_close(c->nodes[i].raft);
         rs_rmtree(c->nodes[i].dir);
+    }
+    if (c->encrypt) {
+        char *slash = strrchr(c->mk, '/');
+        *slash = '\0';
+        rs_rmtree(c->mk);
     }
     fake_pd_stop(&c->pd);
     rpc_shutdown();
@@ -299,11 +351,46 @@ static void test_leader_store_stops_and_restarts(void **state)
     cluster_stop(&c);
 }
 
-static void test_lagging_replica_catches_up_by_snapshot(void **state)
+#define SNAP_CANARY "snapshot-canary-3f9c2b7e5d1a"
+
+/* Counts the generated snapshot files in @dir and how many of them hold SNAP_CANARY. */
+static void scan_snap_files(const char *dir, int *files, int *with_canary)
 {
-    (void)state;
+    *files = *with_canary = 0;
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *de;
+    char path[512];
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (strncmp(de->d_name, "gen_", 4) != 0 || n < 5 ||
+            strcmp(de->d_name + n - 5, ".snap") != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        tkv_buf b;
+        tkv_buf_init(&b);
+        uint8_t chunk[4096];
+        size_t got;
+        while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            assert_int_equal(tkv_buf_append(&b, chunk, got), 0);
+        fclose(f);
+        (*files)++;
+        if (b.len > 0 && memmem(b.data, b.len, SNAP_CANARY, strlen(SNAP_CANARY)) != NULL)
+            (*with_canary)++;
+        tkv_buf_deinit(&b);
+    }
+    closedir(d);
+}
+
+/* A replica that missed compacted log entries catches up by a snapshot. With @encrypt the
+ * snapshot files are encrypted at rest: the value the snapshot carries is in none of the
+ * leader's generated files (the plaintext run shows the search finds it). */
+static void lagging_replica_catches_up(bool encrypt)
+{
     cluster c;
-    cluster_start(&c, 3);
+    cluster_start_enc(&c, 3, encrypt);
     uint64_t region = three_replicas(&c);
     put_ok(&c, region, "k0", "v0");
     int l = leader_of(&c, region);
@@ -312,7 +399,7 @@ static void test_lagging_replica_catches_up_by_snapshot(void **state)
     char k[32];
     for (int i = 1; i <= 100; i++) {
         snprintf(k, sizeof(k), "k%d", i);
-        put_ok(&c, region, k, "x");
+        put_ok(&c, region, k, SNAP_CANARY);
     }
     l = leader_of(&c, region);
     assert_true(l >= 0);
@@ -325,18 +412,37 @@ static void test_lagging_replica_catches_up_by_snapshot(void **state)
     }
     assert_true(li.first_index > 50);
     node_start(&c, down);
-    get_probe g = {&c, down, region, "k100", "x"};
+    get_probe g = {&c, down, region, "k100", SNAP_CANARY};
     assert_true(rs_wait_for(get_matches, &g, 15000));
     assert_true(get_on(&c, down, region, "k0", "v0"));
     rstore_stats st;
     rstore_stats_get(c.nodes[down].rs, &st);
     assert_true(st.snapshots_applied >= 1);
+    int files, with_canary;
+    scan_snap_files(c.nodes[l].dir, &files, &with_canary);
+    assert_true(files >= 1); /* the snapshot that carried the canary, and earlier ones */
+    if (encrypt)
+        assert_int_equal(with_canary, 0);
+    else
+        assert_true(with_canary >= 1);
     /* And it keeps replicating normally afterwards. */
     put_ok(&c, region, "k101", "y");
     g.key = "k101";
     g.value = "y";
     assert_true(rs_wait_for(get_matches, &g, 5000));
     cluster_stop(&c);
+}
+
+static void test_lagging_replica_catches_up_by_snapshot(void **state)
+{
+    (void)state;
+    lagging_replica_catches_up(false);
+}
+
+static void test_snapshot_files_are_encrypted_at_rest(void **state)
+{
+    (void)state;
+    lagging_replica_catches_up(true);
 }
 
 static void test_removed_peer_is_destroyed(void **state)
@@ -418,6 +524,29 @@ static void on_split(void *ud, int rc, Errorpb__Error *rerr, const Metapb__Regio
     pthread_mutex_unlock(&w->mu);
 }
 
+/* Splits @region at @k through its leader and returns the new (left) region's id. */
+static uint64_t split_at(cluster *c, uint64_t region, const char *k)
+{
+    int l = leader_of(c, region);
+    assert_true(l >= 0);
+    split_wait w = {.done = false};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    stor_ctx ctx = rs_ctx(region);
+    tkv_slice key = tkv_slice_str(k);
+    assert_int_equal(rstore_split_region(c->nodes[l].rs, &ctx, &key, 1, true, on_split, &w), 0);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    assert_int_equal(w.rc, 0);
+    assert_int_equal(w.n, 2);
+    assert_int_equal(w.ids[1], region); /* the parent keeps the right part (right_derive) */
+    return w.ids[0];
+}
+
 static void test_split_makes_two_served_regions(void **state)
 {
     (void)state;
@@ -426,21 +555,7 @@ static void test_split_makes_two_served_regions(void **state)
     uint64_t region = three_replicas(&c);
     put_ok(&c, region, "a", "left");
     put_ok(&c, region, "z", "right");
-    int l = leader_of(&c, region);
-    split_wait w = {.done = false};
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    stor_ctx ctx = rs_ctx(region);
-    tkv_slice key = tkv_slice_str("m");
-    assert_int_equal(rstore_split_region(c.nodes[l].rs, &ctx, &key, 1, true, on_split, &w), 0);
-    pthread_mutex_lock(&w.mu);
-    while (!w.done)
-        pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
-    assert_int_equal(w.rc, 0);
-    assert_int_equal(w.n, 2);
-    uint64_t left = w.ids[0], right = w.ids[1];
-    assert_int_equal(right, region); /* the parent keeps the right part (right_derive) */
+    uint64_t left = split_at(&c, region, "m"), right = region;
     put_ok(&c, left, "b", "L");
     put_ok(&c, right, "y", "R");
     for (int n = 0; n < 3; n++) {
@@ -460,8 +575,31 @@ static void test_split_makes_two_served_regions(void **state)
     assert_non_null(r.rerr);
     assert_true(r.rerr->key_not_in_region != NULL || r.rerr->not_leader != NULL);
     rs_result_deinit(&r);
-    pthread_mutex_destroy(&w.mu);
-    pthread_cond_destroy(&w.cv);
+    cluster_stop(&c);
+}
+
+/* The leader keeps the snapshot it generated for one new peer; after a split that snapshot
+ * still covers the split-off range. A peer added later on a store that already holds the
+ * split-off region would drop it as overlapping, again and again: the leader must generate
+ * a new one with the current epoch instead. */
+static void test_snapshot_made_before_split_is_not_reused(void **state)
+{
+    (void)state;
+    cluster c;
+    cluster_start(&c, 3);
+    uint64_t region = first_region(&c);
+    probe pr = {.c = &c, .region = region};
+    assert_true(rs_wait_for(has_leader, &pr, 10000));
+    put_ok(&c, region, "a", "left");
+    put_ok(&c, region, "z", "right");
+    add_voter(&c, region, 1, 1001, 2); /* the leader generates (and keeps) a snapshot */
+    uint64_t left = split_at(&c, region, "m");
+    add_voter(&c, left, 2, 2001, 3); /* node 2 now holds the left range */
+    add_voter(&c, region, 2, 2002, 3);
+    get_probe g = {&c, 2, region, "z", "right"};
+    assert_true(rs_wait_for(get_matches, &g, 10000));
+    get_probe g2 = {&c, 2, left, "a", "left"};
+    assert_true(rs_wait_for(get_matches, &g2, 10000));
     cluster_stop(&c);
 }
 
@@ -471,9 +609,11 @@ int main(void)
         cmocka_unit_test(test_stores_bootstrap_join_and_replicate),
         cmocka_unit_test(test_leader_store_stops_and_restarts),
         cmocka_unit_test(test_lagging_replica_catches_up_by_snapshot),
+        cmocka_unit_test(test_snapshot_files_are_encrypted_at_rest),
         cmocka_unit_test(test_removed_peer_is_destroyed),
         cmocka_unit_test(test_replica_removed_while_down_destroys_itself),
         cmocka_unit_test(test_split_makes_two_served_regions),
+        cmocka_unit_test(test_snapshot_made_before_split_is_not_reused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -227,6 +227,65 @@ static void test_json_has_tikv_key_names(void **state)
     srv_config_free(&c);
 }
 
+static void test_security_section_binds_redaction_and_encryption(void **state)
+{
+    (void)state;
+    char path[64];
+    write_file(path, sizeof(path),
+               "[security]\nredact-info-log = \"marker\"\n"
+               "[security.encryption]\ndata-encryption-method = \"aes128-ctr\"\n"
+               "data-key-rotation-period = \"1h\"\n"
+               "[security.encryption.master-key]\ntype = \"file\"\npath = \"/etc/mk\"\n"
+               "[rocksdb.defaultcf]\nwrite-buffer-size = \"4MiB\"\n");
+    char *argv[] = {"tikv-server", "--config", path};
+    srv_config c;
+    warnings w = {0};
+    char err[TKV_ERRMSG_LEN];
+    assert_int_equal(from_args(&c, 3, argv, &w, err), 0);
+    assert_int_equal(w.n, 0); /* [security.encryption] is known, not warned about */
+    assert_int_equal(c.security.redact_mode, TKV_REDACT_MARKER);
+    assert_string_equal(c.sec.data_encryption_method, "aes128-ctr");
+    assert_true(c.sec.data_key_rotation_period_ms == 3600000);
+    assert_string_equal(c.sec.master_key_path, "/etc/mk");
+    assert_true(c.rocksdb.kv_write_buffer_bytes == 4 * MiB);
+    assert_true(c.rocksdb.raft_write_buffer_bytes == 64 * MiB);
+    tkv_buf out;
+    tkv_buf_init(&out);
+    assert_int_equal(srv_config_to_json(&c, &out), 0);
+    json_error_t je;
+    json_t *root = json_loadb((const char *)out.data, out.len, 0, &je);
+    assert_non_null(root);
+    json_t *sec = json_object_get(root, "security");
+    assert_string_equal(json_string_value(json_object_get(sec, "redact-info-log")), "marker");
+    json_t *enc = json_object_get(sec, "encryption");
+    assert_string_equal(json_string_value(json_object_get(enc, "data-encryption-method")),
+                        "aes128-ctr");
+    json_decref(root);
+    tkv_buf_deinit(&out);
+    srv_config_free(&c);
+    unlink(path);
+
+    write_file(path, sizeof(path), "[security]\nredact-info-log = true\n");
+    assert_int_equal(from_args(&c, 3, argv, &w, err), 0);
+    assert_int_equal(c.security.redact_mode, TKV_REDACT_ON);
+    assert_int_equal(srv_config_to_json(&c, &out), 0);
+    root = json_loadb((const char *)out.data, out.len, 0, &je);
+    assert_true(
+        json_is_true(json_object_get(json_object_get(root, "security"), "redact-info-log")));
+    json_decref(root);
+    tkv_buf_deinit(&out);
+    srv_config_free(&c);
+    unlink(path);
+
+    write_file(path, sizeof(path), "[security]\nredact-info-log = \"sometimes\"\n");
+    expect_error(3, argv, "security.redact-info-log");
+    unlink(path);
+    write_file(path, sizeof(path),
+               "[security.encryption]\ndata-encryption-method = \"aes256-ctr\"\n");
+    expect_error(3, argv, "master-key");
+    unlink(path);
+}
+
 static void test_options_for_storage_and_grpc(void **state)
 {
     (void)state;
@@ -277,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_bad_values_and_flags_fail_naming_the_key),
         cmocka_unit_test(test_json_has_tikv_key_names),
         cmocka_unit_test(test_options_for_storage_and_grpc),
+        cmocka_unit_test(test_security_section_binds_redaction_and_encryption),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,10 +8,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <cmocka.h>
 
 #include "base/clock.h"
+#include "base/keys.h"
 #include "storage/gc/gc.h"
 #include "storage/txn/txn_int.h"
 #include "txn_fixture.h"
@@ -928,6 +930,97 @@ static void test_delete_range_removes_all_versions_and_locks(void **state)
     fx_must_get(f, "a", 20, NULL);
 }
 
+static int failing_destroy(void *arg, tkv_slice start, tkv_slice end, char errmsg[TKV_ERRMSG_LEN])
+{
+    (void)arg;
+    (void)start;
+    (void)end;
+    snprintf(errmsg, TKV_ERRMSG_LEN, "disk on fire");
+    return TKV_EENGINE;
+}
+
+static void test_unsafe_destroy_range_acts_store_wide_through_the_hook(void **state)
+{
+    txn_fx *f = *state;
+    char long_value[300];
+    memset(long_value, 'v', sizeof(long_value) - 1);
+    long_value[sizeof(long_value) - 1] = 0;
+    put_committed(f, "a", "1", 10, 11);
+    put_committed(f, "b", long_value, 10, 11); /* in the default CF */
+    fx_must_prewrite_put(f, "c", "1", "c", 12);
+    put_committed(f, "d", "1", 10, 11);
+    stor_set_destroy_range(f->s, stor_destroy_range_engine, f->db);
+    /* Clients send it without a region: no region is checked. */
+    f->ctx.region_id = 999;
+    Kvrpcpb__UnsafeDestroyRangeRequest ud = KVRPCPB__UNSAFE_DESTROY_RANGE_REQUEST__INIT;
+    ud.start_key = fx_bin("b");
+    ud.end_key = fx_bin("d");
+    Kvrpcpb__UnsafeDestroyRangeResponse *u = fx_call(f, "UnsafeDestroyRange", &ud.base);
+    assert_null(u->region_error);
+    assert_true(u->error == NULL || u->error[0] == 0);
+    fx_free(u);
+    f->ctx.region_id = 1;
+    fx_must_get(f, "a", 20, "1");
+    fx_must_get(f, "b", 20, NULL);
+    fx_must_get(f, "c", 20, NULL); /* the lock went too */
+    fx_must_get(f, "d", 20, "1");
+    tkv_buf dkey;
+    tkv_buf_init(&dkey);
+    assert_int_equal(txn_key_encode(&dkey, tkv_slice_str("b")), 0);
+    assert_int_equal(txn_key_versioned(&dkey, tkv_buf_slice(&dkey), 10), 0);
+    tkv_buf zkey, val;
+    tkv_buf_init(&zkey);
+    tkv_buf_init(&val);
+    assert_int_equal(tkv_keys_data_key(&zkey, tkv_buf_slice(&dkey)), 0);
+    bool found = true;
+    assert_int_equal(eng_get(f->db, ENG_CF_DEFAULT, tkv_buf_slice(&zkey), &val, &found), 0);
+    assert_false(found);
+    tkv_buf_deinit(&dkey);
+    tkv_buf_deinit(&zkey);
+    tkv_buf_deinit(&val);
+    /* An empty end key destroys to the end of the key space. */
+    ud.start_key = fx_bin("a");
+    ud.end_key = fx_bin("");
+    u = fx_call(f, "UnsafeDestroyRange", &ud.base);
+    fx_free(u);
+    fx_must_get(f, "a", 20, NULL);
+    fx_must_get(f, "d", 20, NULL);
+    /* A failure is reported in the response's error string, as TiKV does. */
+    stor_set_destroy_range(f->s, failing_destroy, NULL);
+    u = fx_call(f, "UnsafeDestroyRange", &ud.base);
+    assert_non_null(u->error);
+    assert_non_null(strstr(u->error, "disk on fire"));
+    fx_free(u);
+}
+
+static void test_reverse_scan_without_start_key_reads_from_region_end(void **state)
+{
+    txn_fx *f = *state;
+    const char *keys[] = {"a", "b", "c", "d"};
+    for (size_t i = 0; i < TKV_ARRAY_LEN(keys); i++)
+        put_committed(f, keys[i], keys[i], 10, 11);
+    tkv_buf lo, hi;
+    tkv_buf_init(&lo);
+    tkv_buf_init(&hi);
+    assert_int_equal(txn_key_encode(&lo, tkv_slice_str("b")), 0);
+    assert_int_equal(txn_key_encode(&hi, tkv_slice_str("d")), 0);
+    assert_int_equal(stor_kv_local_set_range(f->kv, tkv_buf_slice(&lo), tkv_buf_slice(&hi)), 0);
+    /* start_key empty: from the region's end [b, d) down, as client-go sends it. */
+    Kvrpcpb__ScanResponse *r = scan(f, "", "", 10, 20, true, false);
+    assert_null(r->region_error);
+    assert_int_equal(r->n_pairs, 2);
+    assert_true(fx_bin_eq(r->pairs[0]->key, "c"));
+    assert_true(fx_bin_eq(r->pairs[1]->key, "b"));
+    fx_free(r);
+    /* With a lower bound inside the region. */
+    r = scan(f, "", "c", 10, 20, true, false);
+    assert_int_equal(r->n_pairs, 1);
+    assert_true(fx_bin_eq(r->pairs[0]->key, "c"));
+    fx_free(r);
+    tkv_buf_deinit(&lo);
+    tkv_buf_deinit(&hi);
+}
+
 static uint64_t write_versions(txn_fx *f, const char *key)
 {
     tkv_buf enc;
@@ -1099,6 +1192,42 @@ static void dl_cb(void *ud, txn_wait_outcome o, uint64_t commit_ts, uint64_t has
     d->hash = hash;
 }
 
+static uint64_t fake_now(void *arg)
+{
+    return *(uint64_t *)arg;
+}
+
+static void test_wait_graph_edges_expire_after_ttl(void **state)
+{
+    (void)state;
+    uint64_t now = 1000;
+    txn_wait_graph *g;
+    assert_int_equal(txn_wait_graph_new(100, fake_now, &now, &g), 0);
+    uint64_t dl = 0;
+    assert_false(txn_wait_graph_detect(g, 1, 2, 11, &dl));
+    now = 1050;
+    assert_false(txn_wait_graph_detect(g, 3, 4, 33, &dl));
+    txn_wait_edge e[4];
+    assert_int_equal(txn_wait_graph_edges(g, e, 4), 2);
+    assert_int_equal(e[0].txn_ts, 1);
+    assert_int_equal(e[0].since_ms, 1000);
+    /* Within the TTL the edge 1 -> 2 closes the cycle 2 -> 1. */
+    assert_true(txn_wait_graph_detect(g, 2, 1, 22, &dl));
+    assert_int_equal(dl, 11);
+    /* A store that crashed never cleans up: its edge ends with the TTL. */
+    now = 1101;
+    assert_false(txn_wait_graph_detect(g, 2, 1, 22, &dl));
+    assert_int_equal(txn_wait_graph_edges(g, e, 4), 2); /* 3 -> 4 and 2 -> 1 */
+    /* Refreshing an edge keeps it alive. */
+    now = 1140;
+    assert_false(txn_wait_graph_detect(g, 3, 4, 33, &dl));
+    now = 1200;
+    assert_int_equal(txn_wait_graph_edges(g, e, 4), 2);
+    txn_wait_graph_clear(g);
+    assert_int_equal(txn_wait_graph_edges(g, e, 4), 0);
+    txn_wait_graph_free(g);
+}
+
 static void test_detector_finds_three_party_cycle_and_forgets_ended_waits(void **state)
 {
     (void)state;
@@ -1122,7 +1251,7 @@ static void test_detector_finds_three_party_cycle_and_forgets_ended_waits(void *
     assert_int_equal(txn_lock_mgr_waiter_count(lm), 2);
     /* Txn 3 releases key 22: 2 is woken and its edge goes, so 3 may now wait for 1. */
     uint64_t h = 22;
-    txn_lock_mgr_wake_up(lm, 3, &h, 1, 77);
+    txn_lock_mgr_wake_up(lm, 3, &h, 1, 77, true);
     assert_int_equal(b.calls, 1);
     assert_int_equal(b.o, TXN_WAIT_WOKEN);
     assert_int_equal(txn_lock_mgr_wait_for(lm, 3, 1, 33, 60000, dl_cb, &c2), 0);
@@ -1300,6 +1429,75 @@ static void test_assertions_are_checked_when_asked(void **state)
     fx_free(r);
 }
 
+/* A seam over the fixture's whose snapshots say a leader of term 7 served them, and which
+ * records the term each write asks for. */
+typedef struct term_kv {
+    stor_kv *inner;
+    uint64_t write_term;
+    int writes;
+} term_kv;
+
+typedef struct term_snap_call {
+    stor_snap_cb cb;
+    void *ud;
+} term_snap_call;
+
+static void term_on_snap(void *ud, int rc, Errorpb__Error *rerr, stor_snap *snap)
+{
+    term_snap_call c = *(term_snap_call *)ud;
+    free(ud);
+    if (snap != NULL)
+        snap->term = 7;
+    c.cb(c.ud, rc, rerr, snap);
+}
+
+static int term_snapshot(void *impl, const stor_ctx *ctx, stor_snap_cb cb, void *ud)
+{
+    term_kv *t = impl;
+    term_snap_call *c = malloc(sizeof(*c));
+    assert_non_null(c);
+    c->cb = cb;
+    c->ud = ud;
+    int rc = stor_kv_snapshot(t->inner, ctx, term_on_snap, c);
+    if (rc != 0)
+        free(c);
+    return rc;
+}
+
+static int term_write(void *impl, const stor_ctx *ctx, const stor_modify *mods, size_t n,
+                      stor_write_cb cb, void *ud)
+{
+    term_kv *t = impl;
+    t->write_term = ctx->term; /* commands run one at a time in this test */
+    t->writes++;
+    return stor_kv_write(t->inner, ctx, mods, n, cb, ud);
+}
+
+static const stor_kv_ops term_ops = {.write = term_write, .snapshot = term_snapshot};
+
+/* TiKV puts the term of the leader that served a command's snapshot into its write, so that a
+ * leader of a later term refuses a write computed on an older leadership's view. */
+static void test_writes_carry_the_term_of_their_snapshot(void **state)
+{
+    txn_fx *f = *state;
+    term_kv tk = {.inner = f->kv};
+    stor_kv wrapped = {.ops = &term_ops, .impl = &tk};
+    stor_free(f->s);
+    stor_opts o;
+    stor_opts_init(&o);
+    assert_int_equal(stor_new(&wrapped, &o, &f->s), 0);
+    f->ctx.term = 5; /* what the client believed: the snapshot's term wins */
+    fx_must_prewrite_put(f, "k", "v", "k", 10);
+    assert_int_equal(tk.writes, 1);
+    assert_int_equal(tk.write_term, 7);
+    fx_must_commit(f, "k", 10, 11);
+    assert_int_equal(tk.writes, 2);
+    assert_int_equal(tk.write_term, 7);
+    fx_must_get(f, "k", 12, "v");
+    stor_free(f->s); /* before the wrapper goes out of scope */
+    f->s = NULL;
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1330,14 +1528,18 @@ int main(void)
         T(test_pessimistic_lock_waits_and_wakes_on_release),
         T(test_deadlock_between_two_transactions_is_detected),
         T(test_delete_range_removes_all_versions_and_locks),
+        T(test_unsafe_destroy_range_acts_store_wide_through_the_hook),
+        T(test_reverse_scan_without_start_key_reads_from_region_end),
         T(test_gc_keeps_newest_version_at_safe_point),
         T(test_prewrite_under_allocation_failures_is_all_or_nothing),
         cmocka_unit_test(test_detector_finds_three_party_cycle_and_forgets_ended_waits),
+        cmocka_unit_test(test_wait_graph_edges_expire_after_ttl),
         T(test_rc_check_ts_reads_answer_write_conflict_on_locks),
         T(test_pessimistic_prewrite_without_lock_is_amended_or_refused),
         T(test_lock_only_if_exists_and_resolving_pessimistic_locks),
         T(test_gc_worker_collects_in_background),
         T(test_assertions_are_checked_when_asked),
+        T(test_writes_carry_the_term_of_their_snapshot),
     };
     g_rocks = false;
     int rc = cmocka_run_group_tests_name("txn on eng_mem", tests, NULL, NULL);
