@@ -76,6 +76,24 @@ void pd__security_http(pd_server *s, http_server_opts *o)
 
 /* ---- the authorization policy (security/authz.h) over the HTTP API ----------------------- */
 
+/* Returns whether @cn may replace the stored policy (see pd__authz_http). */
+static bool may_change_policy(pd_server *s, const char *cn)
+{
+    tkv_buf cur;
+    tkv_buf_init(&cur);
+    bool found = false;
+    sec_authz *a = NULL;
+    char err[TKV_ERRMSG_LEN];
+    bool ok = pd__etcd_get_value(s, tkv_slice_str(SEC_AUTHZ_KEY), &cur, &found) == 0;
+    if (ok && found)
+        ok = sec_authz_parse((const char *)cur.data, cur.len, &a, err) == 0;
+    if (ok && a != NULL && sec_authz_has_superuser(a))
+        ok = sec_authz_allows(a, cn, SEC_PERM_ADMIN, (tkv_slice){0}, (tkv_slice){0});
+    sec_authz_free(a);
+    tkv_buf_deinit(&cur);
+    return ok;
+}
+
 void pd__authz_http(const http_request *rq, http_response *rs, void *ud)
 {
     pd_server *s = ud;
@@ -99,8 +117,14 @@ void pd__authz_http(const http_request *rq, http_response *rs, void *ud)
         http_error(rs, 405, "GET or POST");
         return;
     }
-    /* The whole document is replaced, after it parses as a policy. */
+    /* Once the policy has a superuser (admin on every key), only a superuser may change it;
+     * before that, any certificate the allow-lists admit may (bootstrap). */
     char err[TKV_ERRMSG_LEN];
+    if (!may_change_policy(s, rq->cert_cn != NULL ? rq->cert_cn : "")) {
+        http_error(rs, 403, "only a certificate name with admin on every key may change roles");
+        return;
+    }
+    /* The whole document is replaced, after it parses as a policy. */
     sec_authz *a = NULL;
     int rc = sec_authz_parse((const char *)rq->body, rq->body_len, &a, err);
     sec_authz_free(a);

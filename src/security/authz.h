@@ -45,6 +45,10 @@ void sec_authz_free(sec_authz *a);
 bool sec_authz_allows(const sec_authz *a, const char *name, sec_perm perm, tkv_slice start,
                       tkv_slice end);
 
+/* Returns true when some bound name has admin on every key (the policy has a superuser:
+ * only such names may change it). */
+bool sec_authz_has_superuser(const sec_authz *a);
+
 /* Returns "read", "write" or "admin". */
 const char *sec_perm_name(sec_perm p);
 

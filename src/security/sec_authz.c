@@ -216,3 +216,11 @@ bool sec_authz_allows(const sec_authz *a, const char *name, sec_perm perm, tkv_s
     }
     return false;
 }
+
+bool sec_authz_has_superuser(const sec_authz *a)
+{
+    for (size_t i = 0; a != NULL && i < a->n; i++)
+        if (sec_authz_allows(a, a->b[i].name, SEC_PERM_ADMIN, (tkv_slice){0}, (tkv_slice){0}))
+            return true;
+    return false;
+}

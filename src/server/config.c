@@ -303,6 +303,9 @@ static int validate(const srv_config *c, char *errmsg)
     if (sec->cert_allowed_cn.len > 0 && sec->ca_path[0] == '\0')
         return config_fail(errmsg, "security.cert-allowed-cn: needs security.ca-path (mutual "
                                    "TLS)");
+    if (sec->authorization && sec->ca_path[0] == '\0')
+        return config_fail(errmsg, "security.authorization: needs mutual TLS (security.ca-path, "
+                                   "cert-path, key-path): callers are named by their certificate");
     if (sec->cert_allowed_peer_cn.len > 0 && sec->ca_path[0] == '\0')
         return config_fail(errmsg, "security.cert-allowed-peer-cn: needs security.ca-path "
                                    "(mutual TLS)");

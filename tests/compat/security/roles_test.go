@@ -59,6 +59,13 @@ func TestRolesByKeyRange(t *testing.T) {
 	if out := pdctl("show"); !strings.Contains(out, "reader-am") {
 		t.Fatalf("role show: %s", out)
 	}
+	// Now that tikv-client is a superuser, nobody else may change the roles.
+	out, err := exec.Command(filepath.Join(c.BinDir, "pd-ctl"), "-u", "https://"+c.PD.Status,
+		"--ca-path", p.path("ca.pem"), "--cert-path", p.path("reader.pem"), "--key-path",
+		p.path("reader.key"), "role", "grant", "reader-am", "write", "a", "z").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "admin on every key") {
+		t.Fatalf("reader changed the roles: %v\n%s", err, out)
+	}
 
 	ctx := context.Background()
 	admin := clientAs(t, c, p, "client")

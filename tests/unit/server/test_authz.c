@@ -87,6 +87,12 @@ static void test_grants_cover_ranges_alone_or_together(void **state)
     assert_false(allows(a, "evil-reader", SEC_PERM_READ, "b", "c"));
     assert_false(allows(a, "read", SEC_PERM_READ, "b", "c"));
     assert_false(allows(a, "", SEC_PERM_READ, "b", "c"));
+    /* "admin" has admin on every key: the policy has a superuser. */
+    assert_true(sec_authz_has_superuser(a));
+    sec_authz_free(a);
+    a = parse_ok("{\"roles\": {\"am\": [{\"perm\": \"admin\", \"start\": \"a\", \"end\": \"m\"}]},"
+                 " \"bindings\": {\"x\": [\"am\"]}}");
+    assert_false(sec_authz_has_superuser(a));
     sec_authz_free(a);
 }
 
