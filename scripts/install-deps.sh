@@ -11,11 +11,13 @@ PKGS=(
     libprotobuf-c-dev protobuf-c-compiler
     libssl-dev
     libmicrohttpd-dev
+    libgnutls28-dev
     libjansson-dev
     libcmocka-dev
     clang-format clang-tidy cppcheck
     zlib1g-dev
     libcurl4-openssl-dev curl ca-certificates openssl
+    etcd-server etcd-client
 )
 # Extra packages asked for by the caller (for example the benchmark's etcd).
 PKGS+=("$@")

@@ -3,13 +3,21 @@
  *
  * Owns: a libmicrohttpd daemon with its own thread pool, and a route table. Used by
  * tikv-server's status port (/metrics, /status, /config) and pd-server's HTTP API.
+ * HTTPS (optional): libmicrohttpd's own TLS (GnuTLS; Debian's build has MHD_FEATURE_TLS).
+ * The certificate and key are handed to GnuTLS per handshake from a reloadable identity
+ * (security/tls.h), so rotated files are used by new connections without a restart. With a
+ * CA, mutual TLS is required: the handshake asks for a client certificate, and every request
+ * is refused (401 without a certificate or with one the CA did not sign, 403 when its name is
+ * not in the allow-lists) unless it verifies, before any route runs. Refusals go to the
+ * on_rejected hook (audit log, brute-force guard); the peer gate refuses banned addresses at
+ * accept time.
  * Threads: handlers run on the daemon's pool threads, possibly several at once; they must be
  * thread-safe and must not block for long (no raft proposals from here: answer from state
  * that is already in memory, or hand work over and wait with a bound).
  * Errors: http_server_start returns -errno or TKV_ECONFIG with a message in @errmsg.
  * Ownership: a request and everything it points to are borrowed for the handler call; the
  * handler fills the response, whose body buffer the server releases.
- * Dependencies: base, libmicrohttpd.
+ * Dependencies: base, libmicrohttpd, GnuTLS (for the TLS session), security (tls.h).
  *
  * Usage:
  *     static void metrics(const http_request *rq, http_response *rs, void *ud) {
@@ -36,6 +44,7 @@ typedef struct http_request {
     const uint8_t *body; /* request body (NULL when empty) */
     size_t body_len;     /* body length */
     const char *peer;    /* client address "ip:port" */
+    const char *cert_cn; /* verified client certificate's common name ("" without mTLS) */
     void *conn_internal; /* used by http_request_query(); do not touch */
 } http_request;
 
@@ -58,6 +67,16 @@ typedef struct http_route {
     http_handler fn;
 } http_route;
 
+/* A request refused for its peer (http_server_opts.on_rejected). Strings are borrowed for
+ * the hook's duration. */
+typedef struct http_rejection {
+    const char *peer;    /* "127.0.0.1:5555" */
+    const char *cert_cn; /* the client certificate's common name, "" when none */
+    const char *method;  /* "GET /metrics" */
+    int status;          /* 401 or 403 */
+    const char *reason;
+} http_rejection;
+
 typedef struct http_server_opts {
     const char *addr;         /* "host:port"; port 0 picks a free port */
     const http_route *routes; /* copied at start */
@@ -67,16 +86,38 @@ typedef struct http_server_opts {
     size_t max_body_bytes;    /* larger bodies get 413; 0 means 8 MiB */
     unsigned conn_timeout_s;  /* idle connection timeout; 0 means 30 */
     unsigned max_connections; /* 0 means 256 */
+    /* HTTPS: PEM files (all three for mutual TLS; cert and key alone for server-only TLS);
+     * NULL cert_path means plain HTTP. */
+    const char *ca_path;
+    const char *cert_path;
+    const char *key_path;
+    /* Exact-name allow-lists for client certificates (as rpc_server_opts), NULL-terminated,
+     * copied; NULL admits any certificate the CA signed. Need ca_path. */
+    const char *const *allowed_cn;
+    const char *const *allowed_san;
+    /* Optional hooks (run on pool threads, must not block): peer_gate is asked at accept
+     * time with "ip:port" (false closes the connection); on_rejected hears every refused
+     * request. */
+    bool (*peer_gate)(const char *peer, void *ud);
+    void (*on_rejected)(const http_rejection *r, void *ud);
+    /* Optional: told about every request a route answered, with its status (after the
+     * handler, before the response goes out; for audit records of changes). */
+    void (*on_served)(const http_request *rq, int status, void *ud);
+    void *hook_ud;
 } http_server_opts;
 
 /* Starts serving. Unknown paths answer 404 with a JSON error, a known path with another
- * method 405. Errors: -EINVAL (bad address), -EADDRINUSE, -ENOMEM, TKV_ECONFIG; @errmsg
- * (TKV_ERRMSG_LEN bytes) says why. */
+ * method 405. Errors: -EINVAL (bad address), -EADDRINUSE, -ENOMEM, TKV_ECONFIG (TLS files,
+ * allow-lists without a CA, or no TLS support in libmicrohttpd); @errmsg (TKV_ERRMSG_LEN
+ * bytes) says why. */
 TKV_MUST_USE int http_server_start(const http_server_opts *opts, http_server **out, char *errmsg);
 /* Returns the port the server listens on. */
 uint16_t http_server_port(const http_server *srv);
 /* Stops accepting, waits for handlers in progress, frees the server. NULL is a no-op. */
 void http_server_stop(http_server *srv);
+
+/* Returns true when the server speaks HTTPS. */
+bool http_server_tls(const http_server *srv);
 
 /* Returns the value of query argument @name (decoded), or NULL. Lifetime: the request. */
 const char *http_request_query(const http_request *rq, const char *name);

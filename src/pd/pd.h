@@ -65,6 +65,10 @@ typedef struct pd_sched_cfg {
 } pd_sched_cfg;
 
 /* pd-server's configuration: command-line flags and the TOML file (PD's key names). */
+/* Sizes of the certificate-name allow-lists in pd_config. */
+#define PD_MAX_ALLOWED  16
+#define PD_ALLOWED_NAME 128
+
 typedef struct pd_config {
     char name[128];         /* name, "pd" */
     char client_urls[512];  /* client-urls, "http://127.0.0.1:2379" (first URL is served) */
@@ -76,6 +80,17 @@ typedef struct pd_config {
     char log_file[1024];    /* log.file.filename, "" = stderr */
     int grpc_threads;       /* completion-queue threads, 2 */
     pd_sched_cfg sched;
+    /* [security] (PD's keys; cert-allowed-san and audit-log are tikv-c's). TLS on every
+     * channel when cacert-path, cert-path and key-path are set (all three or none): mutual
+     * TLS on gRPC and the HTTP API, and client-urls must use https://. */
+    char cacert_path[1024];                                 /* security.cacert-path */
+    char cert_path[1024];                                   /* security.cert-path */
+    char key_path[1024];                                    /* security.key-path */
+    char cert_allowed_cn[PD_MAX_ALLOWED][PD_ALLOWED_NAME];  /* security.cert-allowed-cn */
+    char cert_allowed_san[PD_MAX_ALLOWED][PD_ALLOWED_NAME]; /* security.cert-allowed-san */
+    size_t n_cert_allowed_cn, n_cert_allowed_san;
+    char audit_log[1024];        /* security.audit-log, "" = off */
+    uint64_t auth_failure_burst; /* security.auth-failure-burst, 10 (brute-force guard) */
     /* An opaque rocksdb_env_t * for the on-disk store (borrowed; must outlive the server),
      * e.g. pd_security's encrypting environment; NULL (the default): RocksDB's own. */
     void *rocksdb_env;
@@ -89,7 +104,8 @@ void pd_config_init(pd_config *c);
  * where. @c may be partly changed on error. */
 TKV_MUST_USE int pd_config_load_file(pd_config *c, const char *path, char errmsg[TKV_ERRMSG_LEN]);
 
-/* Checks @c: names and URLs present, client URL "http://host:port", limits sane.
+/* Checks @c: names and URLs present, client URL "http://host:port" ("https://" with TLS),
+ * the TLS paths all or none, allow-lists only with TLS, limits sane.
  * Errors: TKV_ECONFIG with the reason in @errmsg. */
 TKV_MUST_USE int pd_config_validate(const pd_config *c, char errmsg[TKV_ERRMSG_LEN]);
 

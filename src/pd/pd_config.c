@@ -74,6 +74,7 @@ void pd_config_init(pd_config *c)
     c->tso_window_ms = 3000;
     snprintf(c->log_level, sizeof(c->log_level), "info");
     c->grpc_threads = 2;
+    c->auth_failure_burst = 10;
     pd__sched_cfg_default(&c->sched);
 }
 
@@ -309,8 +310,24 @@ int pd__sched_cfg_apply_json(pd_sched_cfg *c, const json_t *obj, const char *sec
 /* ---- the TOML file --------------------------------------------------------------------- */
 
 static const char *const top_keys[] = {
-    "name",      "data-dir",          "client-urls", "http-addr", "lease", "tso-save-interval",
-    "log.level", "log.file.filename", "log-level",   "log-file",
+    "name",
+    "data-dir",
+    "client-urls",
+    "http-addr",
+    "lease",
+    "tso-save-interval",
+    "log.level",
+    "log.file.filename",
+    "log-level",
+    "log-file",
+    /* TLS branch: [security] */
+    "security.cacert-path",
+    "security.cert-path",
+    "security.key-path",
+    "security.cert-allowed-cn",
+    "security.cert-allowed-san",
+    "security.audit-log",
+    "security.auth-failure-burst",
 };
 
 static bool known_key(const char *path)
@@ -359,6 +376,27 @@ static int copy_str(const tkv_cfg_doc *doc, const char *key, char *dst, size_t c
         return TKV_ECONFIG;
     }
     memcpy(dst, s, len + 1);
+    return 0;
+}
+
+/* Copies the array of strings at @key into @names (at most PD_MAX_ALLOWED). */
+static int copy_names(const tkv_cfg_doc *doc, const char *key,
+                      char names[PD_MAX_ALLOWED][PD_ALLOWED_NAME], size_t *n, char *errmsg)
+{
+    const tkv_cfg_value *v = tkv_cfg_get(doc, key);
+    if (v == NULL)
+        return 0;
+    if (tkv_cfg_type_of(v) != TKV_CFG_ARRAY || tkv_cfg_len(v) > PD_MAX_ALLOWED)
+        return cfail(errmsg, "%s: expected a list of at most %d names", key, PD_MAX_ALLOWED);
+    for (size_t i = 0; i < tkv_cfg_len(v); i++) {
+        size_t len = 0;
+        const char *s = tkv_cfg_str(tkv_cfg_at(v, i), &len);
+        if (s == NULL || len == 0 || len >= PD_ALLOWED_NAME || strlen(s) != len)
+            return cfail(errmsg, "%s: names must be strings of 1 to %d bytes", key,
+                         PD_ALLOWED_NAME - 1);
+        memcpy(names[i], s, len + 1);
+    }
+    *n = tkv_cfg_len(v);
     return 0;
 }
 
@@ -413,6 +451,29 @@ int pd_config_load_file(pd_config *c, const char *path, char errmsg[TKV_ERRMSG_L
         rc = copy_str(doc, "log-file", c->log_file, sizeof(c->log_file), errmsg);
     if (rc == 0)
         rc = copy_str(doc, "log.file.filename", c->log_file, sizeof(c->log_file), errmsg);
+    /* TLS branch: [security] */
+    if (rc == 0)
+        rc = copy_str(doc, "security.cacert-path", c->cacert_path, sizeof(c->cacert_path), errmsg);
+    if (rc == 0)
+        rc = copy_str(doc, "security.cert-path", c->cert_path, sizeof(c->cert_path), errmsg);
+    if (rc == 0)
+        rc = copy_str(doc, "security.key-path", c->key_path, sizeof(c->key_path), errmsg);
+    if (rc == 0)
+        rc = copy_str(doc, "security.audit-log", c->audit_log, sizeof(c->audit_log), errmsg);
+    if (rc == 0)
+        rc = copy_names(doc, "security.cert-allowed-cn", c->cert_allowed_cn, &c->n_cert_allowed_cn,
+                        errmsg);
+    if (rc == 0)
+        rc = copy_names(doc, "security.cert-allowed-san", c->cert_allowed_san,
+                        &c->n_cert_allowed_san, errmsg);
+    if (rc == 0) {
+        int64_t burst;
+        int r = tkv_cfg_get_int(doc, "security.auth-failure-burst", &burst);
+        if (r == 0 && burst > 0)
+            c->auth_failure_burst = (uint64_t)burst;
+        else if (r != TKV_ENOTFOUND)
+            rc = cfail(errmsg, "security.auth-failure-burst: expected a positive integer");
+    }
     if (rc == 0) {
         int64_t lease;
         int r = tkv_cfg_get_int(doc, "lease", &lease);
@@ -452,8 +513,19 @@ int pd_config_validate(const pd_config *c, char errmsg[TKV_ERRMSG_LEN])
         return cfail(errmsg, "name must not be empty");
     if (c->data_dir[0] == '\0')
         return cfail(errmsg, "data-dir must not be empty");
-    if (strncmp(c->client_urls, "http://", 7) != 0)
-        return cfail(errmsg, "client-urls must start with http:// (got '%s')", c->client_urls);
+    /* TLS branch: the three files together, https:// exactly when TLS is on. */
+    bool ca = c->cacert_path[0] != '\0', cert = c->cert_path[0] != '\0';
+    bool key = c->key_path[0] != '\0';
+    if (ca != cert || cert != key)
+        return cfail(errmsg, "security: cacert-path, cert-path and key-path must be set "
+                             "together");
+    if (!ca && (c->n_cert_allowed_cn > 0 || c->n_cert_allowed_san > 0))
+        return cfail(errmsg, "security.cert-allowed-cn/san: need TLS (cacert-path, cert-path, "
+                             "key-path)");
+    const char *scheme = ca ? "https://" : "http://";
+    if (strncmp(c->client_urls, scheme, strlen(scheme)) != 0)
+        return cfail(errmsg, "client-urls must start with %s%s (got '%s')", scheme,
+                     ca ? " when TLS is on" : "", c->client_urls);
     if (c->tso_window_ms < 50)
         return cfail(errmsg, "tso-save-interval must be at least 50ms");
     tkv_log_level lvl;

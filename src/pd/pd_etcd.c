@@ -228,6 +228,86 @@ static void etcd_range(rpc_call *call, tkv_slice msg, void *ud)
     rpc_msg_free(m);
 }
 
+/* Writes @value at etcd key @key (with @keep_value the previous value stays: only the
+ * revision moves; the key must exist). Fills *@prev (pointing into @old) and *@found with what
+ * was there and *@rev with the new revision. Errors: TKV_ENOTFOUND (keep_value on a missing
+ * key), storage errors. */
+static int etcd_store(pd_server *s, tkv_slice key, tkv_slice value, bool keep_value, tkv_buf *old,
+                      rec *prev, bool *found, int64_t *rev_out)
+{
+    tkv_buf k, enc;
+    tkv_buf_init(&k);
+    tkv_buf_init(&enc);
+    eng_batch *b = NULL;
+    pthread_mutex_lock(&s->etcd_mu);
+    *found = false;
+    *prev = (rec){0};
+    int rc = storage_key(key, &k);
+    if (rc == 0)
+        rc = pd__storage_get(s->st, tkv_buf_slice(&k), old, found);
+    if (rc == 0 && *found)
+        rc = rec_decode(tkv_buf_slice(old), prev);
+    if (rc == 0 && keep_value && !*found)
+        rc = TKV_ENOTFOUND;
+    int64_t rev = s->etcd_rev + 1;
+    rec r = {.create = *found ? prev->create : rev,
+             .mod = rev,
+             .version = *found ? prev->version + 1 : 1,
+             .value = keep_value ? prev->value : value};
+    uint8_t revb[8];
+    tkv_codec_put_u64_be(revb, (uint64_t)rev);
+    if (rc == 0)
+        rc = rec_encode(&r, &enc);
+    if (rc == 0)
+        rc = pd__storage_batch_new(s->st, &b);
+    if (rc == 0)
+        rc = eng_batch_put(b, ENG_CF_DEFAULT, tkv_buf_slice(&k), tkv_buf_slice(&enc));
+    if (rc == 0)
+        rc =
+            eng_batch_put(b, ENG_CF_DEFAULT, tkv_slice_str(PD_KEY_ETCD_REV), tkv_slice_of(revb, 8));
+    if (rc == 0)
+        rc = pd__storage_write(s->st, b, true);
+    if (rc == 0)
+        s->etcd_rev = rev;
+    pthread_mutex_unlock(&s->etcd_mu);
+    *rev_out = rev;
+    eng_batch_free(b);
+    tkv_buf_deinit(&k);
+    tkv_buf_deinit(&enc);
+    return rc;
+}
+
+int pd__etcd_put_value(pd_server *s, tkv_slice key, tkv_slice value)
+{
+    tkv_buf old;
+    tkv_buf_init(&old);
+    rec prev;
+    bool found;
+    int64_t rev;
+    int rc = etcd_store(s, key, value, false, &old, &prev, &found, &rev);
+    tkv_buf_deinit(&old);
+    return rc;
+}
+
+int pd__etcd_get_value(pd_server *s, tkv_slice key, tkv_buf *value, bool *found)
+{
+    tkv_buf k, raw;
+    tkv_buf_init(&k);
+    tkv_buf_init(&raw);
+    *found = false;
+    int rc = storage_key(key, &k);
+    if (rc == 0)
+        rc = pd__storage_get(s->st, tkv_buf_slice(&k), &raw, found);
+    rec r;
+    if (rc == 0 && *found)
+        rc = rec_decode(tkv_buf_slice(&raw), &r);
+    if (rc == 0 && *found)
+        rc = tkv_buf_append(value, r.value.data, r.value.len);
+    tkv_buf_deinit(&k);
+    tkv_buf_deinit(&raw);
+    return rc;
+}
+
 static void etcd_put(rpc_call *call, tkv_slice msg, void *ud)
 {
     pd_server *s = ud;
@@ -247,45 +327,17 @@ static void etcd_put(rpc_call *call, tkv_slice msg, void *ud)
         rpc_call_finish(call, RPC_NOT_FOUND, "etcdserver: requested lease not found");
         return;
     }
-    tkv_buf k, old, enc;
-    tkv_buf_init(&k);
+    tkv_buf old;
     tkv_buf_init(&old);
-    tkv_buf_init(&enc);
-    eng_batch *b = NULL;
-    pthread_mutex_lock(&s->etcd_mu);
-    bool found = false;
-    rec prev = {0};
-    int rc = storage_key(pd__bytes(req->key), &k);
-    if (rc == 0)
-        rc = pd__storage_get(s->st, tkv_buf_slice(&k), &old, &found);
-    if (rc == 0 && found)
-        rc = rec_decode(tkv_buf_slice(&old), &prev);
-    if (rc == 0 && req->ignore_value && !found) {
-        pthread_mutex_unlock(&s->etcd_mu);
+    rec prev;
+    bool found;
+    int64_t rev;
+    int rc = etcd_store(s, pd__bytes(req->key), pd__bytes(req->value), req->ignore_value, &old,
+                        &prev, &found, &rev);
+    if (rc == TKV_ENOTFOUND) {
         rpc_call_finish(call, RPC_NOT_FOUND, "etcdserver: key not found");
         goto out;
     }
-    int64_t rev = s->etcd_rev + 1;
-    rec r = {.create = found ? prev.create : rev,
-             .mod = rev,
-             .version = found ? prev.version + 1 : 1,
-             .value = req->ignore_value ? prev.value : pd__bytes(req->value)};
-    uint8_t revb[8];
-    tkv_codec_put_u64_be(revb, (uint64_t)rev);
-    if (rc == 0)
-        rc = rec_encode(&r, &enc);
-    if (rc == 0)
-        rc = pd__storage_batch_new(s->st, &b);
-    if (rc == 0)
-        rc = eng_batch_put(b, ENG_CF_DEFAULT, tkv_buf_slice(&k), tkv_buf_slice(&enc));
-    if (rc == 0)
-        rc =
-            eng_batch_put(b, ENG_CF_DEFAULT, tkv_slice_str(PD_KEY_ETCD_REV), tkv_slice_of(revb, 8));
-    if (rc == 0)
-        rc = pd__storage_write(s->st, b, true);
-    if (rc == 0)
-        s->etcd_rev = rev;
-    pthread_mutex_unlock(&s->etcd_mu);
     if (rc != 0) {
         rpc_call_finish(call, RPC_INTERNAL, "etcd put failed in pd storage");
         goto out;
@@ -306,10 +358,7 @@ static void etcd_put(rpc_call *call, tkv_slice msg, void *ud)
     }
     TKV_IGNORE(rpc_call_reply_msg(call, &resp.base));
 out:
-    eng_batch_free(b);
-    tkv_buf_deinit(&k);
     tkv_buf_deinit(&old);
-    tkv_buf_deinit(&enc);
     rpc_msg_free(m);
 }
 

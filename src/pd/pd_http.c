@@ -19,6 +19,7 @@
  *                                              "remove-peer"|"split-region", ...}
  *   GET    /pd/api/v1/operators/{region_id}    DELETE cancels it
  *   GET    /pd/api/v1/version, /status, /schedulers
+ *   GET|POST /pd/api/v1/security/authz         the authorization policy (pd_security.c)
  *   GET    /metrics                            Prometheus text format
  * Errors are JSON strings with a 4xx/5xx status, as PD answers them. Bodies are indented
  * with two spaces ("state_name": "Up"), as PD's renderer does.
@@ -734,6 +735,7 @@ static const http_route routes[] = {
     {"GET", "/pd/api/v1/version", false, version_get},
     {"GET", "/pd/api/v1/status", false, status_get},
     {"GET", "/pd/api/v1/schedulers", false, schedulers_get},
+    {NULL, "/pd/api/v1/security/authz", false, pd__authz_http}, /* TLS branch */
 };
 
 const http_route *pd__http_routes(size_t *n)
@@ -751,6 +753,7 @@ int pd__http_start(pd_server *s, char errmsg[TKV_ERRMSG_LEN])
         .ud = s,
         .threads = 2,
     };
+    pd__security_http(s, &o); /* TLS branch */
     char err[TKV_ERRMSG_LEN];
     int rc = http_server_start(&o, &s->http, err);
     if (rc != 0)

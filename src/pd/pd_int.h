@@ -30,9 +30,11 @@
 #include "base/base.h"
 #include "base/codec.h"
 #include "engine/engine.h"
+#include "http/http.h"
 #include "metapb.pb-c.h"
 #include "pd/pd.h"
 #include "pdpb.pb-c.h"
+#include "rpc/rpc.h"
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -675,7 +677,12 @@ struct pd_server {
     uint64_t start_real_ms;
     struct tkv_series *tso_hist; /* pd_server_handle_tso_duration_seconds */
     struct tkv_series *hb_hist;  /* pd_scheduler_handle_region_heartbeat_duration_seconds */
-    pthread_mutex_t etcd_mu;     /* serializes etcd writes and the revision */
+    /* TLS branch (pd_security.c): TLS files, allow-lists, audit log and guard. */
+    struct rpc_tls tls;
+    const char *allowed_cn[PD_MAX_ALLOWED + 1]; /* NULL-terminated, into cfg */
+    const char *allowed_san[PD_MAX_ALLOWED + 1];
+    struct sec_wire *wire;
+    pthread_mutex_t etcd_mu; /* serializes etcd writes and the revision */
     int64_t etcd_rev;
     bool started;
     bool stopped;
@@ -686,12 +693,29 @@ struct pd_server {
 TKV_MUST_USE int pd__grpc_register(pd_server *s);
 TKV_MUST_USE int pd__grpc_register_streams(pd_server *s);
 TKV_MUST_USE int pd__etcd_register(pd_server *s);
+/* Reads / writes one etcd key's value from inside PD (pd_etcd.c; a write takes a new
+ * revision as a Put does). Errors: storage errors, TKV_ECORRUPT, -ENOMEM. */
+TKV_MUST_USE int pd__etcd_get_value(pd_server *s, tkv_slice key, tkv_buf *value, bool *found);
+TKV_MUST_USE int pd__etcd_put_value(pd_server *s, tkv_slice key, tkv_slice value);
 /* Loads the etcd revision (pd_etcd.c). */
 TKV_MUST_USE int pd__etcd_load(pd_server *s);
 /* Returns the HTTP API's route table (pd_http.c) and its length in *@n, for tests and fuzz
  * targets that call the handlers without a server; every handler takes the pd_server as ud.
  * Handlers of routes with query arguments need a real connection. */
 const struct http_route *pd__http_routes(size_t *n);
+/* pd_security.c: builds s->tls, the allow-lists and the audit log / guard (s->wire) from
+ * the [security] settings. Errors: as sec_wire_new, with @errmsg. */
+TKV_MUST_USE int pd__security_init(pd_server *s, char errmsg[TKV_ERRMSG_LEN]);
+/* Closes the audit log (after the servers stopped). */
+void pd__security_deinit(pd_server *s);
+/* Applies TLS, allow-lists and the refusal hooks to the gRPC / HTTP server options. */
+void pd__security_rpc(pd_server *s, struct rpc_server_opts *o);
+void pd__security_http(pd_server *s, struct http_server_opts *o);
+/* GET / POST /pd/api/v1/security/authz: the authorization policy document. */
+void pd__authz_http(const http_request *rq, http_response *rs, void *ud);
+/* "https://" with TLS, else "http://". */
+const char *pd__url_scheme(const pd_server *s);
+
 /* Starts the HTTP API on cfg.http_addr (pd_http.c). Errors: as http_server_start. */
 TKV_MUST_USE int pd__http_start(pd_server *s, char errmsg[TKV_ERRMSG_LEN]);
 

@@ -26,6 +26,8 @@ static void usage(FILE *f)
         "  --config FILE          TOML file with PD's keys; flags override it\n"
         "  --log-level LEVEL      trace, debug, info, warn, error (default info)\n"
         "  --log-file FILE        log file (default stderr)\n"
+        "  --cacert FILE --cert FILE --key FILE\n"
+        "                         TLS (PEM) for gRPC and the HTTP API: mutual TLS, https://\n"
         "  --help                 this text\n"
         "\n"
         "TOML keys: name, data-dir, client-urls, http-addr, lease, tso-save-interval,\n"
@@ -33,7 +35,9 @@ static void usage(FILE *f)
         "region-schedule-limit, replica-schedule-limit, patrol-region-interval,\n"
         "split-merge-interval, max-snapshot-count, max-pending-peer-count,\n"
         "fast-operator-timeout, slow-operator-timeout, store-disconnect-time,\n"
-        "[replication] max-replicas, location-labels.\n");
+        "[replication] max-replicas, location-labels,\n"
+        "[security] cacert-path, cert-path, key-path, cert-allowed-cn, cert-allowed-san,\n"
+        "audit-log.\n");
 }
 
 typedef struct flag {
@@ -100,6 +104,10 @@ int main(int argc, char **argv)
         {"-L", cfg.log_level, sizeof(cfg.log_level)},
         {"--log-file", cfg.log_file, sizeof(cfg.log_file)},
         {"--config", ignored, sizeof(ignored)},
+        /* TLS branch: PD's TLS flags ([security] cacert-path, cert-path, key-path) */
+        {"--cacert", cfg.cacert_path, sizeof(cfg.cacert_path)},
+        {"--cert", cfg.cert_path, sizeof(cfg.cert_path)},
+        {"--key", cfg.key_path, sizeof(cfg.key_path)},
     };
     for (int i = 1; i < argc; i++) {
         bool matched = false;

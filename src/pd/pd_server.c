@@ -57,15 +57,18 @@ static uint64_t make_member_id(void)
     return id != 0 ? id : 1;
 }
 
-/* Splits the first URL of @urls ("http://host:port[,...]") into "host:port". */
+/* Splits the first URL of @urls ("http[s]://host:port[,...]") into "host:port". */
 static int parse_client_url(const char *urls, char *addr, size_t cap, char *errmsg)
 {
     const char *p = urls;
-    if (strncmp(p, "http://", 7) != 0) {
-        snprintf(errmsg, TKV_ERRMSG_LEN, "client-urls: '%.150s' must start with http://", urls);
+    if (strncmp(p, "http://", 7) == 0) {
+        p += 7;
+    } else if (strncmp(p, "https://", 8) == 0) {
+        p += 8;
+    } else {
+        snprintf(errmsg, TKV_ERRMSG_LEN, "client-urls: '%.150s' must start with http(s)://", urls);
         return TKV_ECONFIG;
     }
-    p += 7;
     size_t n = strcspn(p, ",/");
     if (n == 0 || n >= cap) {
         snprintf(errmsg, TKV_ERRMSG_LEN, "client-urls: bad address in '%.150s'", urls);
@@ -129,9 +132,15 @@ int pd_server_new(const pd_config *cfg, pd_server **out, char errmsg[TKV_ERRMSG_
         pd_server_free(s);
         return rc;
     }
+    if (rc == 0)
+        rc = pd__security_init(s, errmsg); /* TLS branch: audit log, allow-lists */
+    if (rc != 0) {
+        pd_server_free(s);
+        return rc;
+    }
     pd__hb_init(&s->hb, s->cluster_id);
     pd__cluster_set_hb_sink(s->cluster, pd__hb_send, &s->hb);
-    snprintf(s->advertise_url, sizeof(s->advertise_url), "http://%s", s->listen_addr);
+    snprintf(s->advertise_url, sizeof(s->advertise_url), "%s%s", pd__url_scheme(s), s->listen_addr);
     *out = s;
     return 0;
 }
@@ -147,6 +156,7 @@ int pd_server_start(pd_server *s, char errmsg[TKV_ERRMSG_LEN])
     rpc_server_opts_init(&o);
     o.addr = s->listen_addr;
     o.cq_threads = s->cfg.grpc_threads;
+    pd__security_rpc(s, &o); /* TLS branch */
     int rc = rpc_server_new(&o, &s->rpc);
     if (rc == 0)
         rc = pd__grpc_register(s);
@@ -169,7 +179,7 @@ int pd_server_start(pd_server *s, char errmsg[TKV_ERRMSG_LEN])
     char host[200];
     uint16_t port;
     if (http_split_addr(s->listen_addr, host, sizeof(host), &port) == 0)
-        snprintf(s->advertise_url, sizeof(s->advertise_url), "http://%s%s%s:%d",
+        snprintf(s->advertise_url, sizeof(s->advertise_url), "%s%s%s%s:%d", pd__url_scheme(s),
                  strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
                  rpc_server_port(s->rpc));
     if (s->cfg.http_addr[0] != '\0') {
@@ -236,6 +246,7 @@ void pd_server_free(pd_server *s)
     if (s->ids_ready)
         pd__id_deinit(&s->ids);
     pd__storage_close(s->st);
+    pd__security_deinit(s);
     pthread_mutex_destroy(&s->etcd_mu);
     tkv_free(s);
 }

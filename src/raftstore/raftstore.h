@@ -124,6 +124,9 @@ typedef struct rstore_opts {
     const char *data_dir;
     /* Version reported in PutStore ("" for the project version). */
     const char *version;
+    /* TLS for raft messages and snapshots to other stores (the [security] files; borrowed,
+     * must outlive the store); NULL: plaintext. */
+    const rpc_tls *tls;
     /* The server's storage security (borrowed; may be NULL): snapshot files are written and
      * read through its key dictionary (encrypted when encryption is on), and its disk state
      * gates writes: AlmostFull refuses writes whose context does not allow it (kvrpcpb

@@ -33,6 +33,7 @@ int rstore__transport_init(rstore_transport *t, rstore *s)
     o.connect_timeout_ms = 2000;
     o.initial_reconnect_backoff_ms = 100;
     o.max_reconnect_backoff_ms = 1000;
+    o.tls = s->opts.tls;
     rc = rpc_client_new(&o, &t->client);
     if (rc != 0) {
         pthread_mutex_destroy(&t->mu);

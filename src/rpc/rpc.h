@@ -249,28 +249,60 @@ typedef struct rpc_server_opts {
     int min_recv_ping_interval_ms;
     /* Outstanding accepted-call slots per completion queue. */
     int accept_slots;
-    /* TLS; NULL means plaintext. */
+    /* TLS; NULL means plaintext. The files are watched: a changed certificate, key or CA
+     * bundle is used for new connections (checked at every new connection; a set whose key
+     * does not match its certificate is ignored until the files agree).
+     * With ca_path (mutual TLS) every call must come with a client certificate that the CA
+     * signed (chain and validity checked with OpenSSL per call, cached per certificate); a
+     * call without one, or with one from another CA, is refused with UNAUTHENTICATED before
+     * any handler runs. The TLS handshake itself accepts such clients so that the refusal
+     * is seen with its peer address and method (on_peer_rejected). */
     const rpc_tls *tls;
     /* With mutual TLS: NULL-terminated lists of client certificate names that may call
      * (TiKV's security.cert-allowed-cn, and cert-allowed-san for subject alternative names:
      * DNS, URI, email or IP entries). A call is admitted when the certificate's common name
      * equals an entry of cert_allowed_cn or one of its SANs equals an entry of
      * cert_allowed_san, byte for byte: "tikv" does not admit "evil-tikv-client" (TiKV matches
-     * more loosely; we do not). Others get PERMISSION_DENIED, a call without a verified
-     * certificate UNAUTHENTICATED. Both NULL admit any client the CA verified. Copied. */
+     * more loosely; we do not). Others get PERMISSION_DENIED. Both NULL (or empty) admit any
+     * client the CA verified. Copied. */
     const char *const *cert_allowed_cn;
     const char *const *cert_allowed_san;
     /* Optional hooks, run on the call's completion-queue thread (they must not block):
-     *   peer_gate:        asked before the allow-list with the gRPC peer address
-     *                     ("ipv4:127.0.0.1:5555"); false refuses the call with
-     *                     PERMISSION_DENIED (brute-force bans).
-     *   on_peer_rejected: told about every call refused by the gate or the allow-list (for
-     *                     the audit log and the failure counters). TLS handshakes that fail
-     *                     (no certificate, unknown CA) never become calls, so gRPC core
-     *                     reports them to no one: the client sees UNAVAILABLE. */
+     *   peer_gate:        asked first with the gRPC peer address ("ipv4:127.0.0.1:5555");
+     *                     false refuses the call with PERMISSION_DENIED (brute-force bans).
+     *   on_peer_rejected: told about every call refused by the gate, for a missing or
+     *                     untrusted client certificate, or by the allow-lists (for the audit
+     *                     log and the failure counters). Handshakes that fail outright
+     *                     (plaintext to a TLS port, no common cipher) never become calls and
+     *                     gRPC core reports them to no one. */
     bool (*peer_gate)(const char *peer, void *ud);
     void (*on_peer_rejected)(const struct rpc_peer_rejection *r, void *ud);
+    /*   method_gate:      with mutual TLS, asked after the certificate passed, with the
+     *                     method path and the certificate's common name; false refuses the
+     *                     call with PERMISSION_DENIED and @reason (told to on_peer_rejected):
+     *                     e.g. replication methods only for the stores' own names. */
+    bool (*method_gate)(const char *method, const char *cn, char *reason, size_t cap, void *ud);
     void *hook_ud;
+    /* Hardening; 0 keeps gRPC's default (unlimited unless said otherwise):
+     *   max_concurrent_streams:  calls open at once on one connection (TiKV's
+     *                            server.grpc-concurrent-stream); more are refused by HTTP/2.
+     *   max_metadata_bytes:      request header size (gRPC's default 8 KiB); larger calls
+     *                            fail with RESOURCE_EXHAUSTED.
+     *   handshake_timeout_ms:    a connection that has not finished its TCP+TLS+HTTP/2
+     *                            handshake in time is closed (gRPC's default 120 s).
+     *   memory_quota_bytes:      gRPC resource quota for the server's buffers and calls
+     *                            (TiKV's server.grpc-memory-pool-quota): under pressure gRPC
+     *                            reads less and refuses new calls instead of growing.
+     *   max_connection_idle_ms:  a connection without calls for this long is closed (GOAWAY).
+     *   max_connection_age_ms:   connections are closed after this long, calls in flight
+     *                            get max_connection_age_grace_ms (default a tenth) to finish. */
+    int max_concurrent_streams;
+    int max_metadata_bytes;
+    int handshake_timeout_ms;
+    int64_t memory_quota_bytes;
+    int max_connection_idle_ms;
+    int max_connection_age_ms;
+    int max_connection_age_grace_ms;
 } rpc_server_opts;
 
 /* Fills @o with defaults: addr "127.0.0.1:20160", 2 completion-queue threads, unlimited
@@ -358,6 +390,17 @@ int64_t rpc_call_remaining_ms(const rpc_call *call);
  * the call. */
 const char *rpc_call_method(const rpc_call *call);
 
+/* Returns the common name of the client certificate that was verified for the call, or ""
+ * without mutual TLS. Valid while the handler owns the call. */
+const char *rpc_call_peer_cn(const rpc_call *call);
+
+/* Copies the call's peer address ("ipv4:127.0.0.1:5555") into @buf (truncated to @cap). */
+void rpc_call_peer(const rpc_call *call, char *buf, size_t cap);
+
+/* Copies the value of the client's request metadata @key (lower case) into @buf (truncated
+ * to @cap, NUL-terminated) and returns true, or returns false when the call has none. */
+bool rpc_call_metadata(const rpc_call *call, const char *key, char *buf, size_t cap);
+
 /* Returns how many response messages are queued and not yet handed to the transport, for
  * back-pressure on streams. Thread: any. */
 size_t rpc_call_pending_sends(rpc_call *call);
@@ -400,8 +443,11 @@ typedef struct rpc_client_opts {
     /* Backoff between failed connection attempts: first delay and cap. */
     int initial_reconnect_backoff_ms;
     int max_reconnect_backoff_ms;
-    /* TLS; NULL means plaintext. */
+    /* TLS; NULL means plaintext. The files are re-read every tls_refresh_s seconds (<= 0:
+     * 5) and new connections use what was read last, so a rotated client certificate is
+     * picked up on reconnect. */
     const rpc_tls *tls;
+    int tls_refresh_s;
 } rpc_client_opts;
 
 /* Fills @o with defaults: 2 threads, unlimited message sizes, keepalive 10 s / 3 s,
@@ -476,6 +522,17 @@ typedef struct rpc_stream_cbs {
  * with rpc_stream_read. Errors: -EINVAL, -ENOMEM. */
 TKV_MUST_USE int rpc_stream_open(rpc_channel *ch, const char *method, int64_t timeout_ms,
                                  const rpc_stream_cbs *cbs, rpc_stream **out);
+
+/* One request metadata entry (lower-case key, printable value). */
+typedef struct rpc_md {
+    const char *key;
+    const char *value;
+} rpc_md;
+
+/* As rpc_stream_open, sending the @n_md entries of @md (copied) as request metadata. */
+TKV_MUST_USE int rpc_stream_open_md(rpc_channel *ch, const char *method, int64_t timeout_ms,
+                                    const rpc_md *md, size_t n_md, const rpc_stream_cbs *cbs,
+                                    rpc_stream **out);
 
 /* Queues a message (a copy of @msg) on the stream; messages go out in order. Thread: any.
  * Errors: TKV_ECLOSED (sending side closed, stream ended or cancelled), -ENOMEM. */

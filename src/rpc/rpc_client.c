@@ -139,7 +139,7 @@ int rpc_client_new(const rpc_client_opts *o, rpc_client **out)
     TKV_ASSERT(pthread_mutex_init(&c->mu, NULL) == 0);
     TKV_ASSERT(pthread_cond_init(&c->cv, NULL) == 0);
     rpc_init();
-    int rc = rpc__channel_creds(o->tls, &c->creds, c->errmsg, sizeof(c->errmsg));
+    int rc = rpc__channel_creds(o->tls, o->tls_refresh_s, &c->creds, c->errmsg, sizeof(c->errmsg));
     if (rc != 0) {
         TKV_LOG_ERROR("rpc client credentials rejected", TKV_LF_STR("cause", c->errmsg));
     } else if ((rc = rpc__cq_pool_init(&c->pool, o->cq_threads)) == 0) {
@@ -443,6 +443,8 @@ struct rpc_stream {
     bool in_cb; /* a callback of this stream runs */
     bool user_freed;
     bool free_deferred; /* freed from inside a callback: whoever sees it done frees it */
+    grpc_metadata *md;  /* request metadata (slices owned) */
+    size_t n_md;
 };
 
 static __thread rpc_stream *tls_cb_stream;
@@ -460,6 +462,11 @@ static void stream_destroy(rpc_stream *s)
         grpc_byte_buffer_destroy(s->recv_bb);
     rpc__sendq_deinit(&s->sq);
     call_status_deinit(&s->cs);
+    for (size_t i = 0; i < s->n_md; i++) {
+        grpc_slice_unref(s->md[i].key);
+        grpc_slice_unref(s->md[i].value);
+    }
+    tkv_free(s->md);
     grpc_call_unref(s->call);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
@@ -602,11 +609,26 @@ static void on_stream_send(rpc__tag *t, bool ok)
 int rpc_stream_open(rpc_channel *ch, const char *method, int64_t timeout_ms,
                     const rpc_stream_cbs *cbs, rpc_stream **out)
 {
-    if (ch == NULL || !valid_method(method) || out == NULL)
+    return rpc_stream_open_md(ch, method, timeout_ms, NULL, 0, cbs, out);
+}
+
+int rpc_stream_open_md(rpc_channel *ch, const char *method, int64_t timeout_ms, const rpc_md *md,
+                       size_t n_md, const rpc_stream_cbs *cbs, rpc_stream **out)
+{
+    if (ch == NULL || !valid_method(method) || out == NULL || (md == NULL && n_md > 0))
         return -EINVAL;
     rpc_stream *s = tkv_calloc(1, sizeof(*s));
     if (s == NULL)
         return -ENOMEM;
+    if (n_md > 0 && (s->md = tkv_calloc(n_md, sizeof(*s->md))) == NULL) {
+        tkv_free(s);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n_md; i++) {
+        s->md[i].key = grpc_slice_from_copied_string(md[i].key);
+        s->md[i].value = grpc_slice_from_copied_string(md[i].value);
+    }
+    s->n_md = n_md;
     rpc_client *c = ch->cl;
     s->t_start.fn = on_stream_start;
     s->t_status.fn = on_stream_status;
@@ -625,6 +647,8 @@ int rpc_stream_open(rpc_channel *ch, const char *method, int64_t timeout_ms,
     grpc_op ops[2];
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = s->n_md;
+    ops[0].data.send_initial_metadata.metadata = s->md;
     ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
     ops[1].data.recv_initial_metadata.recv_initial_metadata = &s->cs.md_init;
     grpc_op st;

@@ -1,7 +1,7 @@
 /*
  * rpc_common.c: what servers and clients share: status names, gRPC's global lifecycle and
  * log routing, protobuf-c <-> byte buffer conversion, completion-queue threads, the send
- * queue, credentials and channel arguments.
+ * queue and channel arguments (credentials are in rpc_tls.c).
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -324,6 +324,7 @@ static void sendq_drop(rpc__sendq *q)
     }
     q->head = q->tail = NULL;
     q->len = 0;
+    q->bytes = 0;
 }
 
 void rpc__sendq_deinit(rpc__sendq *q)
@@ -351,6 +352,7 @@ int rpc__sendq_push(rpc__sendq *q, grpc_byte_buffer *bb)
         q->head = it;
     q->tail = it;
     q->len++;
+    q->bytes += grpc_byte_buffer_length(bb);
     return 0;
 }
 
@@ -382,6 +384,7 @@ bool rpc__sendq_kick(rpc__sendq *q, grpc_call *call, rpc__tag *tag)
         if (q->head == NULL)
             q->tail = NULL;
         q->len--;
+        q->bytes -= TKV_MIN(q->bytes, grpc_byte_buffer_length(it->bb));
         q->flight_bb = it->bb;
         tkv_free(it);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
@@ -429,145 +432,6 @@ void rpc__sendq_break(rpc__sendq *q)
     sendq_drop(q);
 }
 
-/* ---- credentials --------------------------------------------------------------------- */
-
-/* Reads a whole PEM file (at most 1 MiB) into a NUL-terminated heap string. */
-static int read_pem(const char *path, char **out, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        int e = errno;
-        snprintf(err, errlen, "open %s: %s", path, strerror(e));
-        return TKV_ECONFIG;
-    }
-    tkv_buf b;
-    tkv_buf_init(&b);
-    char chunk[4096];
-    size_t n;
-    int rc = 0;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (b.len + n > (1u << 20)) {
-            snprintf(err, errlen, "read %s: larger than 1 MiB", path);
-            rc = TKV_ECONFIG;
-            break;
-        }
-        if ((rc = tkv_buf_append(&b, chunk, n)) != 0)
-            break;
-    }
-    if (rc == 0 && ferror(f)) {
-        snprintf(err, errlen, "read %s: I/O error", path);
-        rc = TKV_ECONFIG;
-    }
-    fclose(f);
-    if (rc == 0 && b.len == 0) {
-        snprintf(err, errlen, "read %s: empty file", path);
-        rc = TKV_ECONFIG;
-    }
-    if (rc == 0)
-        rc = tkv_buf_append_u8(&b, 0);
-    if (rc != 0) {
-        tkv_buf_deinit(&b);
-        return rc;
-    }
-    size_t len;
-    *out = (char *)tkv_buf_steal(&b, &len);
-    return 0;
-}
-
-bool rpc__tls_enabled(const rpc_tls *tls)
-{
-    return tls != NULL && (tls->ca_path != NULL || tls->cert_path != NULL || tls->key_path != NULL);
-}
-
-/* The PEM texts of one side's TLS settings. */
-typedef struct pem_set {
-    char *ca;
-    char *cert;
-    char *key;
-} pem_set;
-
-static void pem_set_free(pem_set *p)
-{
-    tkv_free(p->ca);
-    tkv_free(p->cert);
-    tkv_free(p->key);
-    memset(p, 0, sizeof(*p));
-}
-
-/* Loads the PEM files @tls names. A server needs its certificate and key, a client the CA
- * that verifies the server; the key/cert pair is both or neither. */
-static int load_tls(const rpc_tls *tls, bool server, pem_set *p, char *err, size_t errlen)
-{
-    memset(p, 0, sizeof(*p));
-    if ((tls->cert_path == NULL) != (tls->key_path == NULL)) {
-        snprintf(err, errlen, "TLS needs both cert-path and key-path, or neither");
-        return TKV_ECONFIG;
-    }
-    if (server && tls->cert_path == NULL) {
-        snprintf(err, errlen, "a TLS server needs cert-path and key-path");
-        return TKV_ECONFIG;
-    }
-    if (!server && tls->ca_path == NULL) {
-        snprintf(err, errlen, "a TLS client needs ca-path to verify the server");
-        return TKV_ECONFIG;
-    }
-    int rc = 0;
-    if (tls->ca_path != NULL)
-        rc = read_pem(tls->ca_path, &p->ca, err, errlen);
-    if (rc == 0 && tls->cert_path != NULL)
-        rc = read_pem(tls->cert_path, &p->cert, err, errlen);
-    if (rc == 0 && tls->key_path != NULL)
-        rc = read_pem(tls->key_path, &p->key, err, errlen);
-    if (rc != 0)
-        pem_set_free(p);
-    return rc;
-}
-
-int rpc__server_creds(const rpc_tls *tls, grpc_server_credentials **out, char *err, size_t errlen)
-{
-    if (!rpc__tls_enabled(tls)) {
-        *out = grpc_insecure_server_credentials_create();
-        return 0;
-    }
-    pem_set p;
-    int rc = load_tls(tls, true, &p, err, errlen);
-    if (rc != 0)
-        return rc;
-    /* With a CA, clients must present a certificate it signed (mutual TLS). */
-    grpc_ssl_pem_key_cert_pair pair = {.private_key = p.key, .cert_chain = p.cert};
-    *out = grpc_ssl_server_credentials_create_ex(
-        p.ca, &pair, 1,
-        p.ca != NULL ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-                     : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
-        NULL);
-    pem_set_free(&p);
-    if (*out == NULL) {
-        snprintf(err, errlen, "gRPC rejected the TLS server credentials");
-        return TKV_ECONFIG;
-    }
-    return 0;
-}
-
-int rpc__channel_creds(const rpc_tls *tls, grpc_channel_credentials **out, char *err, size_t errlen)
-{
-    if (!rpc__tls_enabled(tls)) {
-        *out = grpc_insecure_credentials_create();
-        return 0;
-    }
-    pem_set p;
-    int rc = load_tls(tls, false, &p, err, errlen);
-    if (rc != 0)
-        return rc;
-    grpc_ssl_pem_key_cert_pair pair = {.private_key = p.key, .cert_chain = p.cert};
-    *out = grpc_ssl_credentials_create(p.ca, p.cert != NULL ? &pair : NULL, NULL, NULL);
-    pem_set_free(&p);
-    if (*out == NULL) {
-        snprintf(err, errlen, "gRPC rejected the TLS client credentials");
-        return TKV_ECONFIG;
-    }
-    return 0;
-}
-
 /* ---- channel args -------------------------------------------------------------------- */
 
 void rpc__args_init(rpc__args *a)
@@ -583,6 +447,16 @@ void rpc__args_int(rpc__args *a, const char *key, int value)
     g->type = GRPC_ARG_INTEGER;
     g->key = (char *)key;
     g->value.integer = value;
+}
+
+void rpc__args_ptr(rpc__args *a, const char *key, void *p, const grpc_arg_pointer_vtable *vt)
+{
+    TKV_ASSERT(a->args.num_args < TKV_ARRAY_LEN(a->arg));
+    grpc_arg *g = &a->arg[a->args.num_args++];
+    g->type = GRPC_ARG_POINTER;
+    g->key = (char *)key;
+    g->value.pointer.p = p;
+    g->value.pointer.vtable = vt;
 }
 
 void rpc__args_common(rpc__args *a, int max_recv, int max_send, int keepalive_time_ms,

@@ -19,6 +19,7 @@
 #include <grpc/grpc_security.h>
 
 #include "rpc/rpc.h"
+#include "security/tls.h"
 
 /* ---- completion-queue events --------------------------------------------------------- */
 
@@ -85,6 +86,7 @@ typedef struct rpc__sendq {
     bool broken;      /* a send failed: the call is dead, everything queued was dropped */
     rpc__sq_item *head, *tail;
     size_t len;
+    size_t bytes; /* message bytes queued (not counting the one in flight) */
     grpc_byte_buffer *flight_bb;
     grpc_status_code end_code;
     grpc_slice end_details;
@@ -109,22 +111,43 @@ void rpc__sendq_break(rpc__sendq *q);
 
 /* Returns true when @tls asks for TLS (non-NULL with any path set). */
 bool rpc__tls_enabled(const rpc_tls *tls);
-/* Builds server credentials from @tls (plaintext when disabled) into *@out.
- * Errors: TKV_ECONFIG with the reason in @err. */
-int rpc__server_creds(const rpc_tls *tls, grpc_server_credentials **out, char *err, size_t errlen);
-/* Builds channel credentials from @tls (plaintext when disabled) into *@out.
- * Errors: TKV_ECONFIG with the reason in @err. */
-int rpc__channel_creds(const rpc_tls *tls, grpc_channel_credentials **out, char *err,
+
+/* A server's TLS: its credentials and, with TLS, the reloadable identity that the
+ * credentials' fetcher and the per-call check read. */
+typedef struct rpc__server_tls {
+    grpc_server_credentials *creds;
+    sec_tls *id; /* NULL for plaintext */
+    bool mtls;   /* a CA is configured: every call needs a verified client certificate */
+    atomic_bool fetched;
+} rpc__server_tls;
+
+/* Builds @st from @tls (plaintext when disabled) and the allow-lists (copied).
+ * Errors: TKV_ECONFIG with the reason in @err, -ENOMEM. */
+int rpc__server_tls_init(rpc__server_tls *st, const rpc_tls *tls, const char *const *allowed_cn,
+                         const char *const *allowed_san, char *err, size_t errlen);
+/* Releases @st (after the gRPC server is destroyed). */
+void rpc__server_tls_deinit(rpc__server_tls *st);
+/* Checks the client certificate of @call (mutual TLS only; RPC_OK otherwise): OK, or
+ * UNAUTHENTICATED (none, or not signed by the CA), or PERMISSION_DENIED (name not allowed),
+ * with @peer describing the certificate. */
+rpc_code rpc__server_tls_check(rpc__server_tls *st, grpc_call *call, sec_tls_peer *peer);
+
+/* Builds channel credentials from @tls (plaintext when disabled) into *@out; the files are
+ * re-read every @refresh_s seconds for new connections. Errors: TKV_ECONFIG with the reason
+ * in @err. */
+int rpc__channel_creds(const rpc_tls *tls, int refresh_s, grpc_channel_credentials **out, char *err,
                        size_t errlen);
 
 /* A small builder for integer channel arguments (keys are static strings). */
 typedef struct rpc__args {
-    grpc_arg arg[16];
+    grpc_arg arg[24];
     grpc_channel_args args;
 } rpc__args;
 
 void rpc__args_init(rpc__args *a);
 void rpc__args_int(rpc__args *a, const char *key, int value);
+/* Adds a pointer argument with its vtable (gRPC copies it through the vtable). */
+void rpc__args_ptr(rpc__args *a, const char *key, void *p, const grpc_arg_pointer_vtable *vt);
 /* Adds what servers and clients share: message size limits (<= 0: unlimited) and keepalive
  * pings (time <= 0: off). */
 void rpc__args_common(rpc__args *a, int max_recv, int max_send, int keepalive_time_ms,

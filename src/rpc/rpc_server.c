@@ -40,11 +40,9 @@ enum { SRV_NEW = 0, SRV_RUNNING = 1, SRV_STOPPED = 2 };
 
 struct rpc_server {
     char *addr;
-    rpc_server_opts opts; /* pointers in it are not kept */
-    char **allowed_cn;    /* NULL-terminated copy, or NULL */
-    char **allowed_san;   /* NULL-terminated copy, or NULL */
-    grpc_server_credentials *creds;
-    bool tls;
+    rpc_server_opts opts;       /* pointers in it are not kept */
+    rpc__server_tls tls;        /* credentials, identity and allow-lists */
+    grpc_resource_quota *quota; /* memory quota, or NULL */
     grpc_server *server;
     rpc__cq_pool pool;
 
@@ -81,6 +79,7 @@ struct rpc_call {
     int close_cancelled;
     const rpc__method *method;
     char *path;
+    char cn[128];         /* the verified client certificate's common name ("" without TLS) */
     uint64_t deadline_ms; /* monotonic; UINT64_MAX when none */
 
     pthread_mutex_t mu;
@@ -327,73 +326,49 @@ static void post_recv(rpc_call *c)
     pthread_mutex_unlock(&c->mu);
 }
 
-/* Returns true when one of the auth context's properties @prop equals an entry of @allowed
- * exactly (same length, same bytes: embedded NULs or prefixes never match). */
-static bool property_allowed(grpc_auth_context *ctx, const char *prop, char **allowed)
+/* A stream whose client does not read: with this many response bytes queued and not yet
+ * taken by the transport, the stream is ended with RESOURCE_EXHAUSTED instead of reading (and
+ * answering) more of its requests, so memory per stream stays bounded however fast the client
+ * sends. (Not reading alone would not do: gRPC core keeps buffering what the client sends.)
+ * A client that sends many requests before reading is fine up to this much. */
+#define STREAM_MAX_QUEUED_BYTES (4u << 20)
+
+/* Posts the next receive of a streaming call, or ends a call whose client is not reading. */
+static void next_recv(rpc_call *c)
 {
-    if (allowed == NULL)
-        return false;
-    grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ctx, prop);
-    const grpc_auth_property *p;
-    while ((p = grpc_auth_property_iterator_next(&it)) != NULL) {
-        for (char **a = allowed; *a != NULL; a++)
-            if (strlen(*a) == p->value_length && memcmp(*a, p->value, p->value_length) == 0)
-                return true;
+    pthread_mutex_lock(&c->mu);
+    bool stuck = c->sq.bytes >= STREAM_MAX_QUEUED_BYTES && !c->sq.broken;
+    pthread_mutex_unlock(&c->mu);
+    if (!stuck) {
+        post_recv(c);
+        return;
     }
-    return false;
+    TKV_LOG_WARN("stream ended: its client does not read the responses",
+                 TKV_LF_STR("method", c->path),
+                 TKV_LF_U64("queued_bytes", STREAM_MAX_QUEUED_BYTES));
+    grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                 "too many responses queued: the client is not reading", NULL);
 }
 
-/* Copies the certificate's first common name into @out (printable ASCII only, "" if none). */
-static void peer_cn(grpc_auth_context *ctx, char *out, size_t cap)
-{
-    out[0] = '\0';
-    if (ctx == NULL)
-        return;
-    grpc_auth_property_iterator it =
-        grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_CN_PROPERTY_NAME);
-    const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
-    if (p == NULL)
-        return;
-    size_t n = TKV_MIN(p->value_length, cap - 1);
-    for (size_t i = 0; i < n; i++)
-        out[i] = p->value[i] >= 0x20 && p->value[i] < 0x7f ? p->value[i] : '?';
-    out[n] = '\0';
-}
-
-/* The SAN kinds a certificate name allow-list compares against. */
-static const char *const san_props[] = {GRPC_PEER_DNS_PROPERTY_NAME, GRPC_PEER_URI_PROPERTY_NAME,
-                                        GRPC_PEER_EMAIL_PROPERTY_NAME, GRPC_PEER_IP_PROPERTY_NAME};
-
-/* Decides whether the call's peer may call: the gate, then the certificate allow-lists.
- * Returns RPC_OK, or the refusal code with @reason set; @cn receives the certificate's
- * common name for the rejection hook. */
-static rpc_code check_peer(rpc_call *c, const char *peer, const char **reason, char *cn,
-                           size_t cn_cap)
+/* Decides whether the call's peer may call: the gate, then (with mutual TLS) the client
+ * certificate: verified by the CA, with an allowed name. Returns RPC_OK, or the refusal code
+ * with @reason set; c->cn receives the certificate's common name. */
+static rpc_code check_peer(rpc_call *c, const char *peer, char *reason, size_t cap)
 {
     rpc_server *s = c->srv;
-    cn[0] = '\0';
     if (s->opts.peer_gate != NULL && !s->opts.peer_gate(peer, s->opts.hook_ud)) {
-        *reason = "peer temporarily refused after repeated failures";
+        snprintf(reason, cap, "peer temporarily refused after repeated failures");
         return RPC_PERMISSION_DENIED;
     }
-    if (s->allowed_cn == NULL && s->allowed_san == NULL)
-        return RPC_OK;
-    grpc_auth_context *ctx = grpc_call_auth_context(c->call);
-    if (ctx == NULL || !grpc_auth_context_peer_is_authenticated(ctx)) {
-        if (ctx != NULL)
-            grpc_auth_context_release(ctx);
-        *reason = "no verified client certificate";
-        return RPC_UNAUTHENTICATED;
-    }
-    peer_cn(ctx, cn, cn_cap);
-    bool ok = property_allowed(ctx, GRPC_X509_CN_PROPERTY_NAME, s->allowed_cn);
-    for (size_t i = 0; !ok && i < TKV_ARRAY_LEN(san_props); i++)
-        ok = property_allowed(ctx, san_props[i], s->allowed_san);
-    grpc_auth_context_release(ctx);
-    if (ok)
-        return RPC_OK;
-    *reason = "client certificate name not allowed";
-    return RPC_PERMISSION_DENIED;
+    sec_tls_peer id;
+    rpc_code code = rpc__server_tls_check(&s->tls, c->call, &id);
+    snprintf(c->cn, sizeof(c->cn), "%s", id.cn);
+    if (code != RPC_OK)
+        snprintf(reason, cap, "%s", id.reason);
+    else if (s->tls.mtls && s->opts.method_gate != NULL &&
+             !s->opts.method_gate(c->path, c->cn, reason, cap, s->opts.hook_ud))
+        code = RPC_PERMISSION_DENIED;
+    return code;
 }
 
 /* Runs the gate and allow-list for a new call; a refused call is ended here, reported to the
@@ -401,16 +376,16 @@ static rpc_code check_peer(rpc_call *c, const char *peer, const char **reason, c
 static bool admit_peer(rpc_call *c)
 {
     rpc_server *s = c->srv;
-    if (s->opts.peer_gate == NULL && s->allowed_cn == NULL && s->allowed_san == NULL)
+    if (s->opts.peer_gate == NULL && !s->tls.mtls)
         return true;
     char *peer = grpc_call_get_peer(c->call);
-    const char *reason = "";
-    char cn[128];
-    rpc_code code = check_peer(c, peer != NULL ? peer : "", &reason, cn, sizeof(cn));
+    char reason[RPC_STATUS_MSG_LEN];
+    reason[0] = '\0';
+    rpc_code code = check_peer(c, peer != NULL ? peer : "", reason, sizeof(reason));
     if (code != RPC_OK) {
         if (s->opts.on_peer_rejected != NULL) {
             rpc_peer_rejection r = {.peer = peer != NULL ? peer : "",
-                                    .cert_cn = cn,
+                                    .cert_cn = c->cn,
                                     .method = c->path,
                                     .code = code,
                                     .reason = reason};
@@ -531,7 +506,7 @@ static void on_recv(rpc__tag *t, bool ok)
         h->on_request(c, rpc__slice(msg), h->ud);
     } else if (!atomic_load(&c->finished)) {
         h->on_request(c, rpc__slice(msg), h->ud);
-        post_recv(c);
+        next_recv(c);
     }
     grpc_slice_unref(msg);
     call_unref(c);
@@ -657,6 +632,34 @@ const char *rpc_call_method(const rpc_call *call)
     return call->path;
 }
 
+const char *rpc_call_peer_cn(const rpc_call *call)
+{
+    return call->cn;
+}
+
+void rpc_call_peer(const rpc_call *call, char *buf, size_t cap)
+{
+    char *peer = grpc_call_get_peer(call->call);
+    snprintf(buf, cap, "%s", peer != NULL ? peer : "");
+    gpr_free(peer);
+}
+
+bool rpc_call_metadata(const rpc_call *call, const char *key, char *buf, size_t cap)
+{
+    size_t klen = strlen(key);
+    for (size_t i = 0; i < call->md.count; i++) {
+        const grpc_metadata *m = &call->md.metadata[i];
+        if (GRPC_SLICE_LENGTH(m->key) != klen ||
+            memcmp(GRPC_SLICE_START_PTR(m->key), key, klen) != 0)
+            continue;
+        size_t n = TKV_MIN(GRPC_SLICE_LENGTH(m->value), cap - 1);
+        memcpy(buf, GRPC_SLICE_START_PTR(m->value), n);
+        buf[n] = '\0';
+        return true;
+    }
+    return false;
+}
+
 size_t rpc_call_pending_sends(rpc_call *call)
 {
     pthread_mutex_lock(&call->mu);
@@ -721,15 +724,6 @@ void rpc_server_opts_init(rpc_server_opts *o)
     o->accept_slots = 16;
 }
 
-static void free_name_list(char **list)
-{
-    if (list == NULL)
-        return;
-    for (char **a = list; *a != NULL; a++)
-        tkv_free(*a);
-    tkv_free(list);
-}
-
 static void server_destroy_fields(rpc_server *s)
 {
     for (size_t i = 0; i < s->n_methods; i++)
@@ -739,30 +733,13 @@ static void server_destroy_fields(rpc_server *s)
     for (size_t i = 0; i < s->n_health; i++)
         tkv_free(s->health[i].service);
     tkv_free(s->health);
-    free_name_list(s->allowed_cn);
-    free_name_list(s->allowed_san);
-    if (s->creds != NULL)
-        grpc_server_credentials_release(s->creds);
+    rpc__server_tls_deinit(&s->tls);
+    if (s->quota != NULL)
+        grpc_resource_quota_unref(s->quota);
     tkv_free(s->addr);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     tkv_free(s);
-}
-
-/* Copies the NULL-terminated @list into *@out (NULL stays NULL). */
-static int copy_name_list(const char *const *list, char ***out)
-{
-    if (list == NULL)
-        return 0;
-    size_t n = 0;
-    while (list[n] != NULL)
-        n++;
-    if ((*out = tkv_calloc(n + 1, sizeof(char *))) == NULL)
-        return -ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        if (((*out)[i] = tkv_strdup(list[i])) == NULL)
-            return -ENOMEM;
-    return 0;
 }
 
 int rpc_server_new(const rpc_server_opts *o, rpc_server **out)
@@ -784,29 +761,29 @@ int rpc_server_new(const rpc_server_opts *o, rpc_server **out)
     int rc = (s->addr = tkv_strdup(o->addr)) == NULL ? -ENOMEM : 0;
     if (rc == 0)
         rc = health_put(s, "", 0, RPC_HEALTH_SERVING, false);
-    if (rc == 0 && (o->cert_allowed_cn != NULL || o->cert_allowed_san != NULL)) {
-        if (!rpc__tls_enabled(o->tls) || o->tls->ca_path == NULL) {
-            TKV_LOG_ERROR("cert-allowed-cn and cert-allowed-san need mutual TLS (ca-path, "
-                          "cert-path, key-path)");
-            rc = TKV_ECONFIG;
-        } else {
-            rc = copy_name_list(o->cert_allowed_cn, &s->allowed_cn);
-            if (rc == 0)
-                rc = copy_name_list(o->cert_allowed_san, &s->allowed_san);
-        }
+    bool lists = (o->cert_allowed_cn != NULL && o->cert_allowed_cn[0] != NULL) ||
+                 (o->cert_allowed_san != NULL && o->cert_allowed_san[0] != NULL);
+    if (rc == 0 && lists && (!rpc__tls_enabled(o->tls) || o->tls->ca_path == NULL)) {
+        TKV_LOG_ERROR("cert-allowed-cn and cert-allowed-san need mutual TLS (ca-path, "
+                      "cert-path, key-path)");
+        rc = TKV_ECONFIG;
     }
     if (rc != 0) {
         server_destroy_fields(s);
         return rc;
     }
     rpc_init();
-    s->tls = rpc__tls_enabled(o->tls);
-    rc = rpc__server_creds(o->tls, &s->creds, s->errmsg, sizeof(s->errmsg));
+    rc = rpc__server_tls_init(&s->tls, o->tls, o->cert_allowed_cn, o->cert_allowed_san, s->errmsg,
+                              sizeof(s->errmsg));
     if (rc != 0) {
         TKV_LOG_ERROR("rpc server credentials rejected", TKV_LF_STR("cause", s->errmsg));
         server_destroy_fields(s);
         rpc_shutdown();
         return rc;
+    }
+    if (o->memory_quota_bytes > 0) {
+        s->quota = grpc_resource_quota_create("tikv-c-rpc-server");
+        grpc_resource_quota_resize(s->quota, (size_t)o->memory_quota_bytes);
     }
     *out = s;
     return 0;
@@ -873,6 +850,24 @@ static grpc_server *create_grpc_server(const rpc_server *s)
                   s->opts.min_recv_ping_interval_ms);
     /* A port already in use must fail, not be shared. */
     rpc__args_int(&a, GRPC_ARG_ALLOW_REUSEPORT, 0);
+    /* Hardening (rpc_server_opts): each limit only when set. */
+    const rpc_server_opts *o = &s->opts;
+    if (o->max_concurrent_streams > 0)
+        rpc__args_int(&a, GRPC_ARG_MAX_CONCURRENT_STREAMS, o->max_concurrent_streams);
+    if (o->max_metadata_bytes > 0)
+        rpc__args_int(&a, GRPC_ARG_MAX_METADATA_SIZE, o->max_metadata_bytes);
+    if (o->handshake_timeout_ms > 0)
+        rpc__args_int(&a, GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, o->handshake_timeout_ms);
+    if (o->max_connection_idle_ms > 0)
+        rpc__args_int(&a, GRPC_ARG_MAX_CONNECTION_IDLE_MS, o->max_connection_idle_ms);
+    if (o->max_connection_age_ms > 0) {
+        rpc__args_int(&a, GRPC_ARG_MAX_CONNECTION_AGE_MS, o->max_connection_age_ms);
+        rpc__args_int(&a, GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                      o->max_connection_age_grace_ms > 0 ? o->max_connection_age_grace_ms
+                                                         : o->max_connection_age_ms / 10);
+    }
+    if (s->quota != NULL)
+        rpc__args_ptr(&a, GRPC_ARG_RESOURCE_QUOTA, s->quota, grpc_resource_quota_arg_vtable());
     return grpc_server_create(&a.args, NULL);
 }
 
@@ -895,7 +890,7 @@ int rpc_server_start(rpc_server *s)
     s->server = create_grpc_server(s);
     for (int i = 0; i < s->pool.n; i++)
         grpc_server_register_completion_queue(s->server, s->pool.cqs[i], NULL);
-    s->port = grpc_server_add_http2_port(s->server, s->addr, s->creds);
+    s->port = grpc_server_add_http2_port(s->server, s->addr, s->tls.creds);
     if (s->port <= 0) {
         snprintf(s->errmsg, sizeof(s->errmsg), "cannot listen on %s", s->addr);
         rc = TKV_ECONFIG;
@@ -918,7 +913,8 @@ int rpc_server_start(rpc_server *s)
         for (int j = 0; j < s->opts.accept_slots; j++)
             post_slot(s, s->pool.cqs[i]);
     TKV_LOG_INFO("rpc server listening", TKV_LF_STR("addr", s->addr), TKV_LF_I64("port", s->port),
-                 TKV_LF_BOOL("tls", s->tls), TKV_LF_I64("cq_threads", s->pool.n));
+                 TKV_LF_BOOL("tls", s->tls.id != NULL), TKV_LF_BOOL("mutual_tls", s->tls.mtls),
+                 TKV_LF_I64("cq_threads", s->pool.n));
     return 0;
 }
 

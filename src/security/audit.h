@@ -115,4 +115,10 @@ typedef struct sec_audit_report {
 TKV_MUST_USE int sec_audit_verify(const char *path, const uint8_t *key, size_t key_len,
                                   sec_audit_report *r);
 
+/* The command `audit verify FILE [--key-file PATH]` (argv[0] is "verify"; @prog names the
+ * program in messages): prints "OK: N records, ..." or "FAILED: problem (line N)" on stdout.
+ * Returns the exit status: 0 the log verifies, 1 it does not (edited, reordered, truncated),
+ * 2 usage error or unreadable key file. Used by tikv-ctl and tikv-audit. */
+int sec_audit_verify_cmd(int argc, char **argv, const char *prog);
+
 #endif /* TKV_SEC_AUDIT_H */

@@ -110,6 +110,13 @@ static void split_on_request(rpc_call *call, tkv_slice msg, void *ud)
     ProtobufCMessage *m = srv__accept(sm, call, msg, &kvrpcpb__split_region_request__descriptor);
     if (m == NULL)
         return;
+    char reason[192];
+    if (!srv__authorized(sm, call, m, reason, sizeof(reason))) {
+        srv__deny(sm, call, reason);
+        rpc_msg_free(m);
+        return;
+    }
+    srv__audit_admin(sm, call);
     int rc;
     const Kvrpcpb__SplitRegionRequest *req = (const Kvrpcpb__SplitRegionRequest *)m;
     pthread_mutex_lock(&svc->mu);

@@ -191,11 +191,23 @@ static void answer_region_error(srv_bstream *st, uint64_t id, int cmd, const cha
     answer_id(st, id, &a);
 }
 
+/* Answers @id with ServerIsBusy (too many commands in flight). */
+static void answer_busy(srv_bstream *st, uint64_t id, int cmd)
+{
+    uint8_t small[256];
+    tkv_buf inner = {.data = small, .len = 0, .cap = sizeof(small)};
+    TKV_ASSERT(srv__batch_encode_busy(&inner, "too many requests in flight") == 0 &&
+               inner.data == small);
+    answer a = {.cmd = cmd, .inner = tkv_buf_slice(&inner)};
+    answer_id(st, id, &a);
+}
+
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 static void inner_done(void *ud, const ProtobufCMessage *resp)
 {
     binner *b = ud;
+    atomic_fetch_sub(&b->st->svc->inflight, 1);
     answer a = {.cmd = b->sm->m->batch_cmd, .msg = resp};
     srv__observe(b->sm, b->start_ns);
     srv_bstream *st = b->st;
@@ -244,6 +256,10 @@ static void dispatch_one(srv_bstream *st, int cmd, tkv_slice inner, uint64_t id)
         answer_region_error(st, id, cmd, "TiKV is Closing");
         return;
     }
+    if (atomic_load(&svc->inflight) >= SRV_MAX_INFLIGHT) {
+        answer_busy(st, id, cmd);
+        return;
+    }
     ProtobufCMessage *req;
     int rc = rpc_msg_unpack(sm->m->req_desc, inner, &req);
     if (rc != 0) {
@@ -252,6 +268,22 @@ static void dispatch_one(srv_bstream *st, int cmd, tkv_slice inner, uint64_t id)
         answer_region_error(st, id, cmd, "malformed %s request", sm->name);
         return;
     }
+    char reason[192];
+    if (!srv__authorized(sm, st->call, req, reason, sizeof(reason))) {
+        rpc_msg_free(req);
+        if (sm->fail != NULL)
+            tkv_series_inc(sm->fail);
+        ProtobufCMessage *resp = NULL;
+        if (srv_authz_denied_response(sm->m->resp_desc, reason, &resp) == 0) {
+            answer a = {.cmd = cmd, .msg = resp};
+            answer_id(st, id, &a);
+            tkv_free(resp);
+        } else {
+            answer_region_error(st, id, cmd, "%s", reason);
+        }
+        return;
+    }
+    srv__audit_admin(sm, st->call);
     binner *b = tkv_malloc(sizeof(*b));
     if (b == NULL) {
         rpc_msg_free(req);
@@ -259,8 +291,10 @@ static void dispatch_one(srv_bstream *st, int cmd, tkv_slice inner, uint64_t id)
         return;
     }
     *b = (binner){.st = st, .sm = sm, .id = id, .req = req, .start_ns = start};
+    atomic_fetch_add(&svc->inflight, 1);
     rc = sm->m->fn(svc->s, req, inner_done, b);
     if (rc != 0) {
+        atomic_fetch_sub(&svc->inflight, 1);
         rpc_msg_free(req);
         tkv_free(b);
         if (sm->fail != NULL)

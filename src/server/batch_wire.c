@@ -256,21 +256,54 @@ int srv__batch_encode_ids(tkv_buf *out, const uint64_t *ids, size_t n)
     return 0;
 }
 
+/* Appends the length-delimited field @field: its tag and length (the caller then appends the
+ * @len bytes). The caller reserved room. */
+static void put_len_field(tkv_buf *out, unsigned field, size_t len)
+{
+    out->data[out->len++] = (uint8_t)((field << 3) | WIRE_LEN);
+    out->len += tkv_codec_put_uvarint(out->data + out->len, len);
+}
+
+/* Appends string field @field = @s (room reserved by the caller). */
+static void put_str_field(tkv_buf *out, unsigned field, const char *s, size_t len)
+{
+    put_len_field(out, field, len);
+    memcpy(out->data + out->len, s, len);
+    out->len += len;
+}
+
+/* The encoded size of a length-delimited field of @len bytes with a one-byte tag. */
+static size_t len_field_size(size_t len)
+{
+    uint8_t tmp[TKV_VARINT_MAX_LEN];
+    return 1 + tkv_codec_put_uvarint(tmp, len) + len;
+}
+
 int srv__batch_encode_region_error(tkv_buf *out, const char *msg)
 {
     /* Errorpb.Error{message = 1} inside region_error = 1 of the inner response. */
     size_t mlen = strlen(msg);
-    uint8_t tmp[TKV_VARINT_MAX_LEN];
-    size_t err_len = 1 + tkv_codec_put_uvarint(tmp, mlen) + mlen;
     int rc = tkv_buf_reserve(out, 2 + 2 * TKV_VARINT_MAX_LEN + mlen);
     if (rc != 0)
         return rc;
-    out->data[out->len++] = (1 << 3) | WIRE_LEN;
-    out->len += tkv_codec_put_uvarint(out->data + out->len, err_len);
-    out->data[out->len++] = (1 << 3) | WIRE_LEN;
-    out->len += tkv_codec_put_uvarint(out->data + out->len, mlen);
-    memcpy(out->data + out->len, msg, mlen);
-    out->len += mlen;
+    put_len_field(out, 1, len_field_size(mlen));
+    put_str_field(out, 1, msg, mlen);
+    return 0;
+}
+
+int srv__batch_encode_busy(tkv_buf *out, const char *reason)
+{
+    /* region_error = 1 { message = 1, server_is_busy = 6 { reason = 1 } }: client-go backs
+     * off and retries. */
+    size_t rlen = strlen(reason);
+    size_t str_len = len_field_size(rlen); /* one string field; ServerIsBusy{reason} too */
+    int rc = tkv_buf_reserve(out, 8 + 6 * TKV_VARINT_MAX_LEN + 2 * rlen);
+    if (rc != 0)
+        return rc;
+    put_len_field(out, 1, str_len + len_field_size(str_len));
+    put_str_field(out, 1, reason, rlen);
+    put_len_field(out, 6, str_len);
+    put_str_field(out, 1, reason, rlen);
     return 0;
 }
 

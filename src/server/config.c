@@ -92,6 +92,13 @@ const tkv_cfg_field srv_config_fields[] = {
     F("server.grpc-concurrency", INT, server.grpc_concurrency, "5", check_positive_int),
     F("server.max-grpc-send-msg-len", SIZE, server.max_grpc_send_msg_len, "\"10MiB\"",
       check_positive_u64),
+    F("server.max-grpc-recv-msg-len", SIZE, server.max_grpc_recv_msg_len, "\"256MiB\"",
+      check_positive_u64),
+    F("server.grpc-concurrent-stream", INT, server.grpc_concurrent_stream, "1024",
+      check_positive_int),
+    F("server.grpc-memory-pool-quota", SIZE, server.grpc_memory_pool_quota, "\"0\"", NULL),
+    F("server.grpc-max-connection-idle", DURATION, server.grpc_max_connection_idle_ms, "\"0s\"",
+      NULL),
     F("server.grpc-keepalive-time", DURATION, server.grpc_keepalive_time_ms, "\"10s\"",
       check_positive_u64),
     F("server.grpc-keepalive-timeout", DURATION, server.grpc_keepalive_timeout_ms, "\"3s\"",
@@ -153,6 +160,9 @@ const tkv_cfg_field srv_config_fields[] = {
     F("security.key-path", STR, security.key_path, "\"\"", NULL),
     F("security.cert-allowed-cn", STRLIST, security.cert_allowed_cn, "[]", NULL),
     F("security.redact-info-log", BOOLSTR, security.redact_info_log, "false", check_redact),
+    /* Ours (cert-allowed-san, audit-log and the guard's keys are in sec_config_fields): */
+    F("security.authorization", BOOL, security.authorization, "false", NULL),
+    F("security.cert-allowed-peer-cn", STRLIST, security.cert_allowed_peer_cn, "[]", NULL),
 
     F("rocksdb.defaultcf.write-buffer-size", SIZE, rocksdb.kv_write_buffer_bytes, "\"64MiB\"",
       check_positive_u64),
@@ -214,6 +224,17 @@ static int replace_str(char **dst, const char *src)
     return 0;
 }
 
+/* Points a new NULL-terminated array at the items of @l (the strings stay owned by @l). */
+static int null_terminated(const tkv_cfg_strlist *l, const char ***out)
+{
+    *out = tkv_calloc(l->len + 1, sizeof(char *));
+    if (*out == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < l->len; i++)
+        (*out)[i] = l->items[i];
+    return 0;
+}
+
 /* Fills the settings TiKV derives from others when they are not set. */
 static int derive(srv_config *c)
 {
@@ -238,15 +259,14 @@ static int derive(srv_config *c)
         rc = replace_str(&c->log.level, c->log_level_deprecated);
     if (rc == 0 && c->log_file_deprecated != NULL)
         rc = replace_str(&c->log.file_filename, c->log_file_deprecated);
-    /* rpc takes the allowed common names as a NULL-terminated array. */
+    /* rpc takes the allowed names as NULL-terminated arrays. */
     srv_config_security *sec = &c->security;
-    if (rc == 0) {
-        sec->cert_allowed_cn_nt = tkv_calloc(sec->cert_allowed_cn.len + 1, sizeof(char *));
-        if (sec->cert_allowed_cn_nt == NULL)
-            rc = -ENOMEM;
-    }
-    for (size_t i = 0; rc == 0 && i < sec->cert_allowed_cn.len; i++)
-        sec->cert_allowed_cn_nt[i] = sec->cert_allowed_cn.items[i];
+    if (rc == 0)
+        rc = null_terminated(&sec->cert_allowed_cn, &sec->cert_allowed_cn_nt);
+    if (rc == 0)
+        rc = null_terminated(&c->sec.cert_allowed_san, &sec->cert_allowed_san_nt);
+    if (rc == 0)
+        rc = null_terminated(&sec->cert_allowed_peer_cn, &sec->cert_allowed_peer_cn_nt);
     if (rc == 0)
         rc = tkv_log_parse_redact(sec->redact_info_log, &sec->redact_mode) == 0 ? 0 : TKV_ECONFIG;
     return rc;
@@ -283,6 +303,16 @@ static int validate(const srv_config *c, char *errmsg)
     if (sec->cert_allowed_cn.len > 0 && sec->ca_path[0] == '\0')
         return config_fail(errmsg, "security.cert-allowed-cn: needs security.ca-path (mutual "
                                    "TLS)");
+    if (sec->authorization && sec->ca_path[0] == '\0')
+        return config_fail(errmsg, "security.authorization: needs mutual TLS (security.ca-path, "
+                                   "cert-path, key-path): callers are named by their certificate");
+    if (sec->cert_allowed_peer_cn.len > 0 && sec->ca_path[0] == '\0')
+        return config_fail(errmsg, "security.cert-allowed-peer-cn: needs security.ca-path "
+                                   "(mutual TLS)");
+    if (c->server.max_grpc_recv_msg_len > INT_MAX)
+        return config_fail(errmsg, "server.max-grpc-recv-msg-len: must be below 2GiB");
+    if (c->server.grpc_memory_pool_quota > (uint64_t)INT64_MAX)
+        return config_fail(errmsg, "server.grpc-memory-pool-quota: too large");
     int rc = sec_config_validate(&c->sec, errmsg);
     if (rc != 0)
         return rc;
@@ -317,6 +347,10 @@ void srv_config_free(srv_config *cfg)
     tkv_cfg_unbind(fields_all(), ALL_NFIELDS, cfg);
     tkv_free(cfg->security.cert_allowed_cn_nt);
     cfg->security.cert_allowed_cn_nt = NULL;
+    tkv_free(cfg->security.cert_allowed_san_nt);
+    cfg->security.cert_allowed_san_nt = NULL;
+    tkv_free(cfg->security.cert_allowed_peer_cn_nt);
+    cfg->security.cert_allowed_peer_cn_nt = NULL;
 }
 
 /* ---- command line ------------------------------------------------------------------------ */
@@ -668,7 +702,12 @@ void srv_config_rpc_opts(const srv_config *cfg, rpc_server_opts *o, rpc_tls *tls
     o->addr = cfg->server.addr;
     o->cq_threads = cfg->server.grpc_concurrency;
     o->max_send_msg_bytes = (int)cfg->server.max_grpc_send_msg_len;
-    o->max_recv_msg_bytes = -1; /* TiKV receives messages of any size */
+    o->max_recv_msg_bytes = (int)cfg->server.max_grpc_recv_msg_len;
+    o->max_concurrent_streams = cfg->server.grpc_concurrent_stream;
+    o->memory_quota_bytes = (int64_t)cfg->server.grpc_memory_pool_quota;
+    o->max_connection_idle_ms =
+        (int)TKV_MIN(cfg->server.grpc_max_connection_idle_ms, (uint64_t)INT_MAX);
+    o->handshake_timeout_ms = 10000; /* a connection must finish TCP+TLS+HTTP/2 within 10 s */
     o->keepalive_time_ms = (int)TKV_MIN(cfg->server.grpc_keepalive_time_ms, (uint64_t)INT_MAX);
     o->keepalive_timeout_ms =
         (int)TKV_MIN(cfg->server.grpc_keepalive_timeout_ms, (uint64_t)INT_MAX);
@@ -679,6 +718,8 @@ void srv_config_rpc_opts(const srv_config *cfg, rpc_server_opts *o, rpc_tls *tls
         o->tls = tls;
     if (cfg->security.cert_allowed_cn.len > 0)
         o->cert_allowed_cn = cfg->security.cert_allowed_cn_nt;
+    if (cfg->sec.cert_allowed_san.len > 0)
+        o->cert_allowed_san = cfg->security.cert_allowed_san_nt;
 }
 
 int srv_config_apply_log(const srv_config *cfg, char *errmsg)

@@ -30,6 +30,7 @@
 #include "engine/engine.h"
 #include "pdc/pdc.h"
 #include "raftstore/raftstore.h"
+#include "security/authz.h"
 #include "security/security.h"
 #include "server/main_int.h"
 #include "server/server.h"
@@ -48,6 +49,8 @@ typedef struct app {
     rstore *rs;
     stor_kv *seam;
     srv_node *node;
+    rpc_tls tls;      /* TLS branch: client side of [security] (client_tls) */
+    srv_authz *authz; /* TLS branch: security.authorization */
     srv_store_gc *gc;
     srv_detector_source detector_src;
     bool detector_src_ready;
@@ -108,6 +111,17 @@ static int open_engines(app *a)
     return eng_rocks_open(path, &o, &a->raft, a->err);
 }
 
+/* TLS branch: the [security] files for the connections this store opens (PD, other stores);
+ * NULL when TLS is off. */
+static const rpc_tls *client_tls(app *a)
+{
+    const srv_config_security *sec = &a->cfg.security;
+    if (sec->cert_path[0] == '\0')
+        return NULL;
+    a->tls = (rpc_tls){sec->ca_path[0] ? sec->ca_path : NULL, sec->cert_path, sec->key_path};
+    return &a->tls;
+}
+
 static int open_pd(app *a)
 {
     const tkv_cfg_strlist *eps = &a->cfg.pd.endpoints;
@@ -115,6 +129,7 @@ static int open_pd(app *a)
     pdc_opts_init(&o);
     o.endpoints = (const char *const *)eps->items;
     o.n_endpoints = eps->len;
+    o.tls = client_tls(a); /* TLS branch: PD over the [security] files */
     uint64_t deadline = tkv_clock_mono_ms() + PD_WAIT_MS;
     for (int attempt = 0;; attempt++) {
         int rc = pdc_open(&o, &a->pd);
@@ -161,7 +176,27 @@ static void raftstore_opts(const app *a, rstore_opts *o, const char *snap_dir)
     o->max_peer_down_ms = r->max_peer_down_duration_ms;
     o->capacity_bytes = r->capacity_bytes;
     o->version = srv_version();
+    o->tls = a->tls.cert_path != NULL ? &a->tls : NULL; /* TLS branch: raft and snapshots */
     o->sec = a->sec;
+}
+
+/* TLS branch: security.authorization reads the key-range policy from PD's etcd store. */
+static int fetch_policy(void *ud, tkv_buf *doc, bool *found)
+{
+    app *a = ud;
+    return pdc_etcd_get(a->pd, tkv_slice_str(SEC_AUTHZ_KEY), doc, found);
+}
+
+static int start_authz(app *a)
+{
+    int rc = srv_authz_new(fetch_policy, a, 1000, srv_node_wire(a->node), &a->authz);
+    if (rc != 0) {
+        snprintf(a->err, TKV_ERRMSG_LEN, "authorization: %s", tkv_strerror(rc));
+        return rc;
+    }
+    srv_service_set_authz(srv_node_service(a->node), a->authz);
+    TKV_LOG_INFO("authorization by key range is on");
+    return 0;
 }
 
 /* Returns "host:port" with @port replacing a 0 port in @addr. */
@@ -227,6 +262,8 @@ static int start(app *a)
     }
     srv_admin_hooks hooks = {.impl = a->rs, .split_region = rstore_split_region};
     rc = srv_node_new(&a->cfg, a->seam, &hooks, &a->node, a->err);
+    if (rc == 0 && a->cfg.security.authorization) /* TLS branch: roles from PD */
+        rc = start_authz(a);
     if (rc == 0) {
         /* UnsafeDestroyRange deletes on the kv engine, below Raft, as TiKV's does. */
         stor_set_destroy_range(srv_node_storage(a->node), stor_destroy_range_engine, a->kv);
@@ -279,8 +316,9 @@ static void stop(app *a)
         srv_detector_source_close(&a->detector_src); /* it asks raftstore and PD */
     if (a->rs)
         rstore_stop(a->rs);
-    pdc_close(a->pd);       /* its heartbeat callbacks into raftstore end here */
-    srv_node_free(a->node); /* the deadlock detector goes with the storage */
+    srv_authz_free(a->authz); /* TLS branch: before the PD client it reads with */
+    pdc_close(a->pd);         /* its heartbeat callbacks into raftstore end here */
+    srv_node_free(a->node);   /* the deadlock detector goes with the storage */
     if (a->detector_src_ready)
         srv_detector_source_deinit(&a->detector_src);
     stor_kv_free(a->seam);

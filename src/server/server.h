@@ -156,6 +156,13 @@ typedef struct srv_status_opts {
     const char *version;     /* NULL: srv_version() */
     const char *git_hash;    /* NULL: srv_git_hash() */
     const char *config_json; /* /config body (copied); NULL: "{}" */
+    /* HTTPS with the [security] files (NULL: plain HTTP); with a CA, mutual TLS and the
+     * allow-lists (NULL-terminated, NULL: any certificate the CA signed) as on the gRPC
+     * port. */
+    const rpc_tls *tls;
+    const char *const *allowed_cn;
+    const char *const *allowed_san;
+    struct sec_wire *wire; /* audit log and guard for refused peers; NULL: none */
 } srv_status_opts;
 
 /* Starts the status server: GET /metrics (Prometheus text format 0.0.4 from the metrics
@@ -190,6 +197,12 @@ typedef struct srv_config_server {
     uint64_t max_grpc_send_msg_len;     /* max-grpc-send-msg-len, 10 MiB (bytes) */
     uint64_t grpc_keepalive_time_ms;    /* grpc-keepalive-time, "10s" */
     uint64_t grpc_keepalive_timeout_ms; /* grpc-keepalive-timeout, "3s" */
+    /* gRPC hardening (TiKV's keys, except max-grpc-recv-msg-len and grpc-max-connection-idle
+     * which are ours): */
+    uint64_t max_grpc_recv_msg_len;       /* max-grpc-recv-msg-len, "256MiB" */
+    int grpc_concurrent_stream;           /* grpc-concurrent-stream, 1024 (per connection) */
+    uint64_t grpc_memory_pool_quota;      /* grpc-memory-pool-quota, "0" = unlimited (bytes) */
+    uint64_t grpc_max_connection_idle_ms; /* grpc-max-connection-idle, "0" = never */
 } srv_config_server;
 
 /* [storage] */
@@ -253,7 +266,14 @@ typedef struct srv_config_security {
     tkv_cfg_strlist cert_allowed_cn; /* cert-allowed-cn, [] */
     char *redact_info_log;           /* redact-info-log, false | true | "marker" */
     const char **cert_allowed_cn_nt; /* (derived) cert-allowed-cn, NULL-terminated */
-    tkv_log_redact redact_mode;      /* (derived) redact-info-log as a mode */
+    /* Ours (TiKV has no such keys; cert-allowed-san, audit-log and the brute-force guard's
+     * keys are bound in srv_config.sec): */
+    const char **cert_allowed_san_nt; /* (derived) sec.cert-allowed-san, NULL-terminated */
+    bool authorization; /* authorization, false: key-range roles from PD (srv_authz) */
+    tkv_cfg_strlist cert_allowed_peer_cn; /* cert-allowed-peer-cn, []: names that may send
+                                           * raft messages and snapshots ([]: any allowed) */
+    const char **cert_allowed_peer_cn_nt; /* (derived) NULL-terminated */
+    tkv_log_redact redact_mode;           /* (derived) redact-info-log as a mode */
 } srv_config_security;
 
 /* [rocksdb] and [raftdb]: the engines' tuning tikv-c exposes (TiKV's keys; one memtable size
@@ -335,6 +355,47 @@ void srv_config_rpc_opts(const srv_config *cfg, rpc_server_opts *o, rpc_tls *tls
  * Errors: TKV_ECONFIG (unknown level), -errno (log file cannot be opened), with @errmsg. */
 TKV_MUST_USE int srv_config_apply_log(const srv_config *cfg, char *errmsg);
 
+/* ---- authorization by key range (security/authz.h) -------------------------------------- */
+
+/* With security.authorization on, every storage request is checked against the policy in PD:
+ * the caller is the verified client certificate's common name, the permission comes from the
+ * method (reads, writes, admin methods such as RawDeleteRange, UnsafeDestroyRange and
+ * SplitRegion), the keys and ranges from the request. A refused request gets its response's
+ * error field set ("permission denied: ...", the client sees an error, not a retry) or, for
+ * responses without one, PERMISSION_DENIED; it is audited as "request_rejected". Until the
+ * first policy arrives everything is refused. */
+typedef struct srv_authz srv_authz;
+
+/* Reads the policy document (etcd key SEC_AUTHZ_KEY in PD) into @doc; *@found false: none
+ * stored (the empty policy). Errors: any negative code (the previous policy stays). */
+typedef int (*srv_authz_fetch_fn)(void *ud, tkv_buf *doc, bool *found);
+
+/* Starts a checker that fetches the policy now and every @refresh_ms; refusals go to @wire's
+ * audit log (NULL: none). Errors: -EINVAL, -ENOMEM, -errno (thread). */
+TKV_MUST_USE int srv_authz_new(srv_authz_fetch_fn fetch, void *ud, uint64_t refresh_ms,
+                               struct sec_wire *wire, srv_authz **out);
+/* Fetches and applies the policy now. Errors: from fetch or parsing (policy kept). */
+int srv_authz_refresh(srv_authz *a);
+/* Stops the refresher and frees @a. NULL is a no-op. */
+void srv_authz_free(srv_authz *a);
+/* Returns true when certificate name @cn may call @method ("RawGet") with @req; else writes
+ * why into @reason and audits the refusal. Thread: any. */
+bool srv_authz_check(srv_authz *a, const char *cn, const char *method, const ProtobufCMessage *req,
+                     char *reason, size_t cap);
+/* The permission @method needs. */
+int srv_authz_perm_of(const char *method);
+/* Builds an empty response of type @d whose error field carries @msg (string error, or a
+ * KeyError's abort); free it with tkv_free (@msg is borrowed). Errors: TKV_ENOTFOUND (no such
+ * field), -ENOMEM. */
+TKV_MUST_USE int srv_authz_denied_response(const ProtobufCMessageDescriptor *d, const char *msg,
+                                           ProtobufCMessage **out);
+/* Makes @svc check every request with @a (NULL: off). Call before the server starts. */
+void srv_service_set_authz(srv_service *svc, srv_authz *a);
+/* Makes @svc write an "admin" audit record for every admin request it serves (SplitRegion,
+ * RawDeleteRange, UnsafeDestroyRange, ...) into @w (NULL: none). Call before the server
+ * starts. */
+void srv_service_set_wire(srv_service *svc, struct sec_wire *w);
+
 /* ---- the node: service, gRPC server and status server together --------------------------- */
 
 typedef struct srv_node srv_node;
@@ -344,12 +405,16 @@ typedef struct srv_node srv_node;
  * listening) carrying the tikv service with @admin hooks (NULL: none yet), and the status
  * server's settings. Register further methods (raftstore's /tikvpb.Tikv/Raft, BatchRaft,
  * Snapshot) on srv_node_rpc() before srv_node_start.
- * Errors: TKV_ECONFIG (TLS files), -ENOMEM, -EINVAL, with @errmsg. */
+ * Errors: TKV_ECONFIG (TLS files), TKV_ECORRUPT (the audit log fails verification), -errno,
+ * -ENOMEM, -EINVAL, with @errmsg. */
 TKV_MUST_USE int srv_node_new(const srv_config *cfg, stor_kv *kv, const srv_admin_hooks *admin,
                               srv_node **out, char *errmsg);
 
 /* Returns the node's gRPC server (to add methods before srv_node_start), storage and service. */
 rpc_server *srv_node_rpc(srv_node *n);
+/* Returns the node's audit log and brute-force guard (security/wire.h), opened from
+ * security.audit-log by srv_node_new; both servers report refused peers to it. */
+struct sec_wire *srv_node_wire(srv_node *n);
 stor *srv_node_storage(srv_node *n);
 srv_service *srv_node_service(srv_node *n);
 

@@ -7,6 +7,8 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "security/authz.h"
+#include "security/wire.h"
 #include "server/srv_int.h"
 
 #define TIKV_PATH_PREFIX "/tikvpb.Tikv/"
@@ -115,9 +117,30 @@ void srv__reply(const srv_method *sm, rpc_call *call, const ProtobufCMessage *re
 static void unary_done(void *ud, const ProtobufCMessage *resp)
 {
     unary_call *u = ud;
+    atomic_fetch_sub(&u->sm->svc->inflight, 1);
     srv__reply(u->sm, u->call, resp, u->start_ns);
     rpc_msg_free(u->req);
     tkv_free(u);
+}
+
+bool srv__authorized(const srv_method *sm, rpc_call *call, const ProtobufCMessage *req,
+                     char *reason, size_t cap)
+{
+    srv_authz *a = sm->svc->authz;
+    return a == NULL || srv_authz_check(a, rpc_call_peer_cn(call), sm->name, req, reason, cap);
+}
+
+void srv__deny(const srv_method *sm, rpc_call *call, const char *reason)
+{
+    ProtobufCMessage *resp = NULL;
+    if (sm->m != NULL && srv_authz_denied_response(sm->m->resp_desc, reason, &resp) == 0) {
+        TKV_IGNORE(rpc_call_reply_msg(call, resp));
+        tkv_free(resp);
+    } else {
+        rpc_call_finish(call, RPC_PERMISSION_DENIED, reason);
+    }
+    if (sm->fail != NULL)
+        tkv_series_inc(sm->fail);
 }
 
 static void unary_on_request(rpc_call *call, tkv_slice msg, void *ud)
@@ -127,6 +150,13 @@ static void unary_on_request(rpc_call *call, tkv_slice msg, void *ud)
     ProtobufCMessage *req = srv__accept(sm, call, msg, sm->m->req_desc);
     if (req == NULL)
         return;
+    char reason[192];
+    if (!srv__authorized(sm, call, req, reason, sizeof(reason))) {
+        srv__deny(sm, call, reason);
+        rpc_msg_free(req);
+        return;
+    }
+    srv__audit_admin(sm, call);
     unary_call *u = tkv_malloc(sizeof(*u));
     if (u == NULL) {
         rpc_msg_free(req);
@@ -134,8 +164,19 @@ static void unary_on_request(rpc_call *call, tkv_slice msg, void *ud)
         return;
     }
     *u = (unary_call){.sm = sm, .call = call, .req = req, .start_ns = start};
+    if (atomic_fetch_add(&sm->svc->inflight, 1) >= SRV_MAX_INFLIGHT) {
+        atomic_fetch_sub(&sm->svc->inflight, 1);
+        rpc_msg_free(req);
+        tkv_free(u);
+        if (sm->fail != NULL)
+            tkv_series_inc(sm->fail);
+        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED,
+                        "server is busy: too many requests in flight");
+        return;
+    }
     int rc = sm->m->fn(sm->svc->s, req, unary_done, u);
     if (rc != 0) {
+        atomic_fetch_sub(&sm->svc->inflight, 1);
         /* Refused: the callback never runs. */
         rpc_msg_free(req);
         tkv_free(u);
@@ -208,6 +249,7 @@ int srv_service_new(rpc_server *rs, stor *s, const srv_admin_hooks *admin, srv_s
     svc->rs = rs;
     svc->s = s;
     atomic_init(&svc->stopping, false);
+    atomic_init(&svc->inflight, 0);
     if (admin != NULL)
         svc->admin = *admin;
     int rc = pthread_mutex_init(&svc->mu, NULL);
@@ -268,6 +310,27 @@ void srv_service_set_admin(srv_service *svc, const srv_admin_hooks *admin)
     else
         memset(&svc->admin, 0, sizeof(svc->admin));
     pthread_mutex_unlock(&svc->mu);
+}
+
+void srv_service_set_authz(srv_service *svc, srv_authz *a)
+{
+    svc->authz = a;
+}
+
+void srv_service_set_wire(srv_service *svc, struct sec_wire *w)
+{
+    svc->wire = w;
+}
+
+void srv__audit_admin(const srv_method *sm, rpc_call *call)
+{
+    if (sm->svc->wire == NULL || srv_authz_perm_of(sm->name) != SEC_PERM_ADMIN)
+        return;
+    char peer[128], who[300];
+    rpc_call_peer(call, peer, sizeof(peer));
+    snprintf(who, sizeof(who), "%s cn=%s", peer, rpc_call_peer_cn(call));
+    sec_audit_event ev = {.type = "admin", .peer = who, .method = sm->name, .reason = "served"};
+    sec_wire_event(sm->svc->wire, &ev);
 }
 
 void srv_service_shutdown(srv_service *svc)

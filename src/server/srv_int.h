@@ -45,7 +45,21 @@ struct srv_service {
     tkv_series *resp_batch_size; /* tikv_server_grpc_resp_batch_size */
     srv_bstream *free_streams;   /* stream states ready for reuse */
     srv_bstream *all_streams;    /* every stream state made, freed with the service */
+    srv_authz *authz;            /* key-range authorization, NULL: off */
+    atomic_long inflight;        /* storage requests dispatched and not answered */
+    struct sec_wire *wire;       /* audit records of admin requests; NULL: none */
 };
+
+/* With authorization on, checks @req of method @sm for @call's certificate name. Returns
+ * true to go on; false after answering: through @deny (batch) or by finishing @call. */
+bool srv__authorized(const srv_method *sm, rpc_call *call, const ProtobufCMessage *req,
+                     char *reason, size_t cap);
+/* Writes an "admin" audit record for an admin request (split, delete range, destroy range)
+ * of @sm by @call's peer; other methods are not recorded. */
+void srv__audit_admin(const srv_method *sm, rpc_call *call);
+/* Answers a unary request the policy refused: its response with the error field set, else
+ * PERMISSION_DENIED. */
+void srv__deny(const srv_method *sm, rpc_call *call, const char *reason);
 
 /* Records a served request's duration (from @start_ns, tkv_clock_mono_ns). */
 void srv__observe(const srv_method *sm, uint64_t start_ns);
@@ -110,6 +124,14 @@ TKV_MUST_USE int srv__batch_encode_ids(tkv_buf *out, const uint64_t *ids, size_t
 /* Appends an inner response that carries only region_error{message = @msg} (every response
  * type of the oneof has region_error as field 1). Errors: -ENOMEM. */
 TKV_MUST_USE int srv__batch_encode_region_error(tkv_buf *out, const char *msg);
+/* Appends an inner response whose region_error is ServerIsBusy{reason} (with @reason as the
+ * message too). Errors: -ENOMEM. */
+TKV_MUST_USE int srv__batch_encode_busy(tkv_buf *out, const char *reason);
+
+/* Commands and unary requests in flight at most, over all connections: past it BatchCommands
+ * answers ServerIsBusy and unary calls RESOURCE_EXHAUSTED (memory stays bounded whatever
+ * clients send; client-go backs off and retries). */
+#define SRV_MAX_INFLIGHT 16384
 
 /* Decodes BatchCommandsEmptyRequest's test_id (field 1). Errors: TKV_ECORRUPT. */
 TKV_MUST_USE int srv__batch_decode_empty(tkv_slice inner, uint64_t *test_id);

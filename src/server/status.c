@@ -12,6 +12,7 @@
 #include "base/clock.h"
 #include "base/metrics.h"
 #include "http/http.h"
+#include "security/wire.h"
 #include "server/server.h"
 
 #ifndef TKV_SERVER_VERSION
@@ -130,8 +131,19 @@ int srv_status_start(const srv_status_opts *o, srv_status **out, char *errmsg)
             {"GET", "/status", false, on_status},
             {"GET", "/config", false, on_config},
         };
-        http_server_opts ho = {
-            .addr = o->addr, .routes = routes, .nroutes = TKV_ARRAY_LEN(routes), .ud = st};
+        http_server_opts ho = {.addr = o->addr,
+                               .routes = routes,
+                               .nroutes = TKV_ARRAY_LEN(routes),
+                               .ud = st,
+                               .allowed_cn = o->allowed_cn,
+                               .allowed_san = o->allowed_san};
+        if (o->tls != NULL) {
+            ho.ca_path = o->tls->ca_path;
+            ho.cert_path = o->tls->cert_path;
+            ho.key_path = o->tls->key_path;
+        }
+        if (o->wire != NULL)
+            sec_wire_http(o->wire, &ho);
         rc = http_server_start(&ho, &st->http, errmsg);
     }
     if (rc != 0) {

@@ -28,6 +28,7 @@
 typedef struct ctl {
     const char *url;
     bool json;
+    const char *ca_path, *cert_path, *key_path; /* TLS (PEM); NULL: none */
 } ctl;
 
 typedef struct body {
@@ -64,6 +65,12 @@ static long request(const ctl *c, const char *method, const char *path, const ch
     char url[2048];
     snprintf(url, sizeof(url), "%s%s", c->url, path);
     curl_easy_setopt(h, CURLOPT_URL, url);
+    if (c->ca_path != NULL)
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_path);
+    if (c->cert_path != NULL)
+        curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert_path);
+    if (c->key_path != NULL)
+        curl_easy_setopt(h, CURLOPT_SSLKEY, c->key_path);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
@@ -439,6 +446,94 @@ static int cmd_config(const ctl *c, int argc, char **argv)
     return 0;
 }
 
+/* ---- roles (the key-range authorization policy, security/authz.h) ----------------------- */
+
+#define AUTHZ_PATH "/pd/api/v1/security/authz"
+
+/* Returns the object @key of @doc, created empty when missing (borrowed). */
+static json_t *section(json_t *doc, const char *key)
+{
+    json_t *o = json_object_get(doc, key);
+    if (!json_is_object(o)) {
+        o = json_object();
+        json_object_set_new(doc, key, o);
+    }
+    return o;
+}
+
+/* Removes string @s from array @a; returns true when it was there. */
+static bool remove_string(json_t *a, const char *s)
+{
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        const char *v = json_string_value(json_array_get(a, i));
+        if (v != NULL && strcmp(v, s) == 0) {
+            json_array_remove(a, i);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* role show | grant ROLE read|write|admin START END | delete ROLE | bind NAME ROLE |
+ * unbind NAME ROLE: read-modify-write of the policy document. */
+static int cmd_role(const ctl *c, int argc, char **argv)
+{
+    if (argc < 1)
+        return 2;
+    json_t *doc = call(c, "GET", AUTHZ_PATH, NULL);
+    if (doc == NULL)
+        return 1;
+    const char *op = argv[0];
+    json_t *roles = section(doc, "roles"), *bindings = section(doc, "bindings");
+    int rc = 0;
+    if (strcmp(op, "show") == 0 && argc == 1) {
+        print_json(doc);
+        json_decref(doc);
+        return 0;
+    } else if (strcmp(op, "grant") == 0 && argc == 5) {
+        json_t *list = json_object_get(roles, argv[1]);
+        if (!json_is_array(list)) {
+            list = json_array();
+            json_object_set_new(roles, argv[1], list);
+        }
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:s}", "perm", argv[2], "start", argv[3], "end", argv[4]));
+    } else if (strcmp(op, "delete") == 0 && argc == 2) {
+        if (json_object_del(roles, argv[1]) != 0) {
+            fprintf(stderr, "pd-ctl: role %s does not exist\n", argv[1]);
+            rc = 1;
+        }
+        const char *name;
+        json_t *list;
+        json_object_foreach(bindings, name, list)
+        {
+            remove_string(list, argv[1]);
+        }
+    } else if (strcmp(op, "bind") == 0 && argc == 3) {
+        json_t *list = json_object_get(bindings, argv[1]);
+        if (!json_is_array(list)) {
+            list = json_array();
+            json_object_set_new(bindings, argv[1], list);
+        }
+        remove_string(list, argv[2]);
+        json_array_append_new(list, json_string(argv[2]));
+    } else if (strcmp(op, "unbind") == 0 && argc == 3) {
+        if (!remove_string(json_object_get(bindings, argv[1]), argv[2])) {
+            fprintf(stderr, "pd-ctl: %s is not bound to %s\n", argv[1], argv[2]);
+            rc = 1;
+        }
+    } else {
+        json_decref(doc);
+        return 2;
+    }
+    char *payload = rc == 0 ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (rc == 0)
+        rc = payload != NULL ? act(c, "POST", AUTHZ_PATH, payload) : 1;
+    free(payload);
+    return rc;
+}
+
 static bool parse_u64(const char *s, json_int_t *out)
 {
     char *end;
@@ -525,6 +620,8 @@ static void usage(FILE *f)
     fprintf(f, "Usage: pd-ctl [-u URL] [--json] COMMAND\n"
                "  -u, --pd URL     pd-server's HTTP API (default http://127.0.0.1:2381)\n"
                "  --json           print the server's JSON instead of tables\n"
+               "  --ca-path FILE --cert-path FILE --key-path FILE\n"
+               "                   TLS (PEM; also --cacert, --cert, --key): https:// URLs\n"
                "Commands:\n"
                "  store [ID]                          stores (or one store)\n"
                "  store delete ID                     set a store Offline (it is drained)\n"
@@ -538,7 +635,10 @@ static void usage(FILE *f)
                "               add-learner REGION STORE | remove-peer REGION STORE |\n"
                "               transfer-peer REGION FROM TO | transfer-region REGION STORE... |\n"
                "               split-region REGION [scan|approximate]\n"
-               "  operator remove REGION_ID\n");
+               "  operator remove REGION_ID\n"
+               "  role show                           the key-range authorization policy\n"
+               "  role grant ROLE read|write|admin START END   ([START, END); \"\" END: no end)\n"
+               "  role delete ROLE | role bind CERT-NAME ROLE | role unbind CERT-NAME ROLE\n");
 }
 
 int main(int argc, char **argv)
@@ -548,6 +648,15 @@ int main(int argc, char **argv)
     for (; i < argc && argv[i][0] == '-'; i++) {
         if ((strcmp(argv[i], "-u") == 0 || strcmp(argv[i], "--pd") == 0) && i + 1 < argc)
             c.url = argv[++i];
+        else if ((strcmp(argv[i], "--ca-path") == 0 || strcmp(argv[i], "--cacert") == 0) &&
+                 i + 1 < argc)
+            c.ca_path = argv[++i];
+        else if ((strcmp(argv[i], "--cert-path") == 0 || strcmp(argv[i], "--cert") == 0) &&
+                 i + 1 < argc)
+            c.cert_path = argv[++i];
+        else if ((strcmp(argv[i], "--key-path") == 0 || strcmp(argv[i], "--key") == 0) &&
+                 i + 1 < argc)
+            c.key_path = argv[++i];
         else if (strcmp(argv[i], "--json") == 0)
             c.json = true;
         else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -564,7 +673,8 @@ int main(int argc, char **argv)
     }
     /* Accept "127.0.0.1:2381" without a scheme, as PD's pd-ctl does; drop trailing '/'. */
     char url[512];
-    snprintf(url, sizeof(url), "%s%s", strstr(c.url, "://") ? "" : "http://", c.url);
+    const char *scheme = c.ca_path != NULL || c.cert_path != NULL ? "https://" : "http://";
+    snprintf(url, sizeof(url), "%s%s", strstr(c.url, "://") ? "" : scheme, c.url);
     for (size_t ul = strlen(url); ul > 0 && url[ul - 1] == '/'; ul--)
         url[ul - 1] = '\0';
     c.url = url;
@@ -587,6 +697,8 @@ int main(int argc, char **argv)
         rc = cmd_config(&c, rest, args);
     else if (strcmp(cmd, "operator") == 0)
         rc = cmd_operator(&c, rest, args);
+    else if (strcmp(cmd, "role") == 0)
+        rc = cmd_role(&c, rest, args);
     else
         rc = 2;
     if (rc == 2)

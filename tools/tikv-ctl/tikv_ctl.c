@@ -12,6 +12,7 @@
 
 #include "base/codec.h"
 #include "ctl.h"
+#include "security/audit.h"
 
 static const char usage_text[] =
     "usage: tikv-ctl [--pd ADDR] [--json] [TLS flags] COMMAND [ARGS]\n"
@@ -33,6 +34,8 @@ static const char usage_text[] =
     "                                       transactional key with --txn), or region ID\n"
     "  store [ID]                           one store, or all of them\n"
     "  cluster                              PD members, stores and the region count\n"
+    "  audit verify FILE [--key-file PATH]  check an audit log's hash chain (no cluster\n"
+    "                                       needed): exit 0 intact, 1 edited or truncated\n"
     "  bench raw-put|raw-get|txn-put|txn-transfer [--concurrency N] [--seconds S]\n"
     "        [--value-size B] [--keys N]    closed-loop load (16-byte keys): ops/s, latency;\n"
     "                                       txn-put commits one-key transactions, txn-transfer\n"
@@ -667,6 +670,9 @@ static int parse(int argc, char **argv, ctl_opts *o)
 
 int main(int argc, char **argv)
 {
+    /* Local commands that need no cluster. */
+    if (argc >= 2 && strcmp(argv[1], "audit") == 0)
+        return sec_audit_verify_cmd(argc - 2, argv + 2, "tikv-ctl");
     ctl_opts o;
     int rc = parse(argc, argv, &o);
     if (rc != CTL_OK)

@@ -26,9 +26,57 @@ type Options struct {
 	PDConfig   string // extra TOML for pd-server (written to a file and passed with --config)
 	TiKVConfig string // extra TOML for every tikv-server
 	BinDir     string // where pd-server and tikv-server are; default $TKV_BIN_DIR
+	TLS        *TLS   // nil: plaintext everywhere
 	// StoreDir gives store i's data directory (e.g. on a small file system); default
 	// <cluster dir>/tikv<i+1>.
 	StoreDir func(i int) string
+}
+
+// TLS turns on mutual TLS on every channel: the servers use Cert/Key (signed by CA) for what
+// they serve and what they dial, the harness's own PD clients too.
+type TLS struct {
+	CA, Cert, Key string   // PEM files
+	AllowedCN     []string // cert-allowed-cn of every server (empty: any name the CA signed)
+	Audit         bool     // give every server an audit log (Proc.AuditLog)
+	Extra         string   // more lines for every server's [security] section
+}
+
+// securityTOML returns the [security] section for a server with audit log @audit.
+func (t *TLS) securityTOML(pd bool, audit string) string {
+	ca := "ca-path"
+	if pd {
+		ca = "cacert-path"
+	}
+	names := make([]string, len(t.AllowedCN))
+	for i, n := range t.AllowedCN {
+		names[i] = fmt.Sprintf("%q", n)
+	}
+	s := fmt.Sprintf("\n[security]\n%s = %q\ncert-path = %q\nkey-path = %q\ncert-allowed-cn = [%s]\n",
+		ca, t.CA, t.Cert, t.Key, strings.Join(names, ", "))
+	if audit != "" {
+		s += fmt.Sprintf("audit-log = %q\n", audit)
+	}
+	return s + t.Extra + "\n"
+}
+
+// security returns the PD client option for the harness's own PD clients.
+func (c *Cluster) security() pd.SecurityOption {
+	if c.opts.TLS == nil {
+		return pd.SecurityOption{}
+	}
+	return pd.SecurityOption{CAPath: c.opts.TLS.CA, CertPath: c.opts.TLS.Cert, KeyPath: c.opts.TLS.Key}
+}
+
+// serverConfig returns @base plus, with TLS, the [security] section of process @p.
+func (c *Cluster) serverConfig(p *Proc, base string, pd bool) string {
+	t := c.opts.TLS
+	if t == nil {
+		return base
+	}
+	if t.Audit {
+		p.AuditLog = filepath.Join(c.Dir, p.Name+"-audit.log")
+	}
+	return base + t.securityTOML(pd, p.AuditLog)
 }
 
 // Proc is one server process.
@@ -39,8 +87,10 @@ type Proc struct {
 	DataDir string
 	Addr    string // gRPC address (host:port)
 	Status  string // status / HTTP address
-	cmd     *exec.Cmd
-	done    chan struct{}
+	// AuditLog is the process's audit log (with Options.TLS.Audit), else "".
+	AuditLog string
+	cmd      *exec.Cmd
+	done     chan struct{}
 }
 
 // Cluster is a running cluster.
@@ -130,9 +180,13 @@ func (c *Cluster) startPD() {
 		Status:  fmt.Sprintf("127.0.0.1:%d", http),
 		LogPath: filepath.Join(c.Dir, "pd.log"),
 	}
-	p.Args = []string{"--name", "pd1", "--client-urls", "http://" + p.Addr,
+	scheme := "http://"
+	if c.opts.TLS != nil {
+		scheme = "https://"
+	}
+	p.Args = []string{"--name", "pd1", "--client-urls", scheme + p.Addr,
 		"--data-dir", p.DataDir, "--http-addr", p.Status}
-	if cfg := c.writeConfig("pd", c.opts.PDConfig); cfg != "" {
+	if cfg := c.writeConfig("pd", c.serverConfig(p, c.opts.PDConfig, true)); cfg != "" {
 		p.Args = append(p.Args, "--config", cfg)
 	}
 	c.PD = p
@@ -156,7 +210,12 @@ func (c *Cluster) AddStore() int {
 	}
 	p.Args = []string{"--pd", c.PD.Addr, "--addr", p.Addr, "--status-addr", p.Status,
 		"--data-dir", p.DataDir}
-	if cfg := c.writeConfig("tikv", withoutReserve(c.opts.TiKVConfig)); cfg != "" {
+	// One tikv.toml for every store, unless each store has its own audit log.
+	cfgName := "tikv"
+	if c.opts.TLS != nil && c.opts.TLS.Audit {
+		cfgName = p.Name
+	}
+	if cfg := c.writeConfig(cfgName, c.serverConfig(p, withoutReserve(c.opts.TiKVConfig), false)); cfg != "" {
 		p.Args = append(p.Args, "--config", cfg)
 	}
 	c.Stores = append(c.Stores, p)
@@ -201,6 +260,14 @@ func (c *Cluster) launch(p *Proc, bin string) {
 		_ = cmd.Wait()
 		close(p.done)
 	}()
+}
+
+// PID returns the process id (0 when not started).
+func (p *Proc) PID() int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
 }
 
 // Running reports whether the process is alive.
@@ -279,7 +346,7 @@ func (c *Cluster) PDAddrs() []string { return []string{c.PD.Addr} }
 
 // PDClient returns a PD client (closed by the caller).
 func (c *Cluster) PDClient() pd.Client {
-	cli, err := pd.NewClientWithContext(context.Background(), c.PDAddrs(), pd.SecurityOption{})
+	cli, err := pd.NewClientWithContext(context.Background(), c.PDAddrs(), c.security())
 	if err != nil {
 		c.t.Fatalf("pd client: %v", err)
 	}
@@ -310,7 +377,7 @@ func (c *Cluster) WaitStoresUp(n int, timeout time.Duration) {
 func (c *Cluster) probeStores(n int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	cli, err := pd.NewClientWithContext(ctx, c.PDAddrs(), pd.SecurityOption{},
+	cli, err := pd.NewClientWithContext(ctx, c.PDAddrs(), c.security(),
 		pd.WithMaxErrorRetry(1))
 	if err != nil {
 		return err

@@ -72,7 +72,8 @@ static void raw_get(rpc_call *call, tkv_slice req, void *ud)
     uint8_t *value = rpc_call_alloc(call, r->key.len + 2);
     value[0] = 'v';
     value[1] = ':';
-    memcpy(value + 2, r->key.data, r->key.len);
+    if (r->key.len > 0)
+        memcpy(value + 2, r->key.data, r->key.len);
     resp->value.data = value;
     resp->value.len = r->key.len + 2;
     resp->not_found = r->key.len == 0;
@@ -269,40 +270,42 @@ static void count(rpc_call *call, tkv_slice req, void *ud)
     rpc_call_finish(call, RPC_OK, "counted");
 }
 
-/* ---- certificates -------------------------------------------------------------------- */
-
-void fix_run(const char *cmd)
+/* Whoami: answers "<client certificate CN>|<x-tkv-test metadata>" when the client half-closes
+ * (the messages it sent are ignored). */
+static void whoami_open(rpc_call *call, void *ud)
 {
-    /* Tests drive the openssl CLI through the shell on purpose; commands are built from
-     * fixed strings and temporary paths. */
-    int rc = system(cmd); /* NOLINT(cert-env33-c) */
-    if (rc != 0)
-        fail_msg("command failed (%d): %s", rc, cmd);
+    (void)ud;
+    char md[64] = "";
+    if (!rpc_call_metadata(call, "x-tkv-test", md, sizeof(md)))
+        snprintf(md, sizeof(md), "(none)");
+    char *answer = tkv_malloc(256);
+    assert_non_null(answer);
+    snprintf(answer, 256, "%s|%s", rpc_call_peer_cn(call), md);
+    rpc_call_set_data(call, answer);
 }
 
-#define FIX_EC_KEY "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-
-void fix_pki_ca(const char *dir, const char *base, const char *cn)
+static void whoami_msg(rpc_call *call, tkv_slice msg, void *ud)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd),
-             "cd '%s' && openssl req -x509 " FIX_EC_KEY " -keyout %s.key -out %s.pem -days 2 "
-             "-subj '/CN=%s' 2>/dev/null",
-             dir, base, base, cn);
-    fix_run(cmd);
+    (void)call;
+    (void)msg;
+    (void)ud;
 }
 
-void fix_pki_cert(const char *dir, const char *ca, const char *base, const char *cn,
-                  const char *ext)
+static void whoami_half_close(rpc_call *call, void *ud)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd),
-             "cd '%s' && openssl req " FIX_EC_KEY " -keyout %s.key -out %s.csr -subj '/CN=%s' "
-             "2>/dev/null && printf '%%s\\n' '%s' > %s.ext && "
-             "openssl x509 -req -in %s.csr -CA %s.pem -CAkey %s.key -CAcreateserial "
-             "-out %s.pem -days 2 -extfile %s.ext 2>/dev/null",
-             dir, base, base, cn, ext, base, base, ca, ca, base, base);
-    fix_run(cmd);
+    (void)ud;
+    char *answer = rpc_call_data(call);
+    rpc_call_set_data(call, NULL);
+    TKV_IGNORE(rpc_call_reply(call, tkv_slice_of(answer, strlen(answer))));
+    tkv_free(answer);
+}
+
+static void whoami_cancel(rpc_call *call, void *ud)
+{
+    (void)ud;
+    tkv_free(rpc_call_data(call));
+    rpc_call_set_data(call, NULL);
+    rpc_call_finish(call, RPC_CANCELLED, NULL);
 }
 
 /* ---- lifecycle ----------------------------------------------------------------------- */
@@ -326,6 +329,7 @@ void fix_start(fixture *f, const fix_cfg *cfg)
     o.peer_gate = cfg->peer_gate;
     o.on_peer_rejected = cfg->on_peer_rejected;
     o.hook_ud = cfg->hook_ud;
+    o.max_concurrent_streams = cfg->max_concurrent_streams;
     if (cfg->min_recv_ping_interval_ms > 0)
         o.min_recv_ping_interval_ms = cfg->min_recv_ping_interval_ms;
     assert_int_equal(rpc_server_new(&o, &f->srv), 0);
@@ -352,6 +356,11 @@ void fix_start(fixture *f, const fix_cfg *cfg)
                                     .on_half_close = sum_half_close,
                                     .on_cancel = sum_cancel};
     const rpc_handler server_count = {.type = RPC_SERVER_STREAMING, .on_request = count};
+    const rpc_handler client_whoami = {.type = RPC_CLIENT_STREAMING,
+                                       .on_open = whoami_open,
+                                       .on_request = whoami_msg,
+                                       .on_half_close = whoami_half_close,
+                                       .on_cancel = whoami_cancel};
     assert_int_equal(rpc_server_add_method(f->srv, "/tikvpb.Tikv/RawGet", &unary_raw_get), 0);
     assert_int_equal(rpc_server_add_method(f->srv, "/test.Svc/Echo", &unary_echo), 0);
     assert_int_equal(rpc_server_add_method(f->srv, "/test.Svc/Hold", &unary_hold), 0);
@@ -360,6 +369,7 @@ void fix_start(fixture *f, const fix_cfg *cfg)
     assert_int_equal(rpc_server_add_method(f->srv, "/test.Svc/Bidi", &bidi_echo), 0);
     assert_int_equal(rpc_server_add_method(f->srv, "/test.Svc/Sum", &client_sum), 0);
     assert_int_equal(rpc_server_add_method(f->srv, "/test.Svc/Count", &server_count), 0);
+    assert_int_equal(rpc_server_add_method(f->srv, "/test.Svc/Whoami", &client_whoami), 0);
     assert_int_equal(rpc_server_start(f->srv), 0);
     f->port = rpc_server_port(f->srv);
     assert_true(f->port > 0);

@@ -13,6 +13,8 @@
  *   /test.Svc/Bidi         bidi: echoes each message; checks 8-byte sequence numbers
  *   /test.Svc/Sum          client-streaming: sums 8-byte numbers, answers the total
  *   /test.Svc/Count        server-streaming: request n (8 bytes), answers n numbered messages
+ *   /test.Svc/Whoami       client-streaming: answers "<client certificate CN>|<value of the
+ *                          x-tkv-test request metadata, or (none)>" at half-close
  */
 #ifndef TKV_TEST_RPC_FIXTURE_H
 #define TKV_TEST_RPC_FIXTURE_H
@@ -21,6 +23,7 @@
 
 #include "base/base.h"
 #include "rpc/rpc.h"
+#include "testutil/test_pki.h"
 
 #define FIX_MAX_HELD   64
 #define FIX_TIMEOUT_MS 10000
@@ -62,18 +65,8 @@ typedef struct fix_cfg {
     void (*on_peer_rejected)(const rpc_peer_rejection *r, void *ud);
     void *hook_ud;
     int min_recv_ping_interval_ms; /* 0: rpc_server_opts_init's default */
+    int max_concurrent_streams;    /* 0: unlimited */
 } fix_cfg;
-
-/* Test certificates made with the openssl CLI (EC P-256, valid 2 days) in directory @dir:
- * fix_pki_ca writes <@base>.pem and <@base>.key, a self-signed CA named @cn; fix_pki_cert
- * writes <@base>.pem and <@base>.key signed by the CA <@ca>.pem/<@ca>.key, with subject
- * CN=@cn and the extension line @ext ("subjectAltName=DNS:x", "extendedKeyUsage=clientAuth").
- * Fails the test when openssl fails. */
-void fix_pki_ca(const char *dir, const char *base, const char *cn);
-void fix_pki_cert(const char *dir, const char *ca, const char *base, const char *cn,
-                  const char *ext);
-/* Runs a shell command and fails the test unless it exits 0. */
-void fix_run(const char *cmd);
 
 /* Starts a fixture server on 127.0.0.1:0 with @cfg (NULL: defaults). Fails the test on
  * error. */

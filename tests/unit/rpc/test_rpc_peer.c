@@ -70,18 +70,17 @@ static int setup(void **state)
     assert_non_null(p);
     snprintf(p->dir, sizeof(p->dir), "/tmp/tkv-rpc-peer-XXXXXX");
     assert_non_null(mkdtemp(p->dir));
-    fix_pki_ca(p->dir, "ca", "tikv-c test CA");
-    fix_pki_ca(p->dir, "other-ca", "another CA");
-    fix_pki_cert(p->dir, "ca", "server", "server", "subjectAltName=IP:127.0.0.1,DNS:localhost");
+    tpki_ca(p->dir, "ca", "tikv-c test CA");
+    tpki_ca(p->dir, "other-ca", "another CA");
+    tpki_cert(p->dir, "ca", "server", "server", "subjectAltName=IP:127.0.0.1,DNS:localhost");
     const char *client_ext = "extendedKeyUsage=clientAuth";
-    fix_pki_cert(p->dir, "ca", "tikv", "tikv", client_ext);
-    fix_pki_cert(p->dir, "ca", "evil", "evil-tikv-client", client_ext);
-    fix_pki_cert(p->dir, "ca", "suffix", "tikv-evil", client_ext);
-    fix_pki_cert(p->dir, "ca", "san", "some-node",
-                 "subjectAltName=DNS:tikv.cluster.local,URI:spiffe://cluster/tikv");
-    fix_pki_cert(p->dir, "ca", "san-evil", "other-node",
-                 "subjectAltName=DNS:evil.tikv.cluster.local");
-    fix_pki_cert(p->dir, "other-ca", "foreign", "tikv", client_ext);
+    tpki_cert(p->dir, "ca", "tikv", "tikv", client_ext);
+    tpki_cert(p->dir, "ca", "evil", "evil-tikv-client", client_ext);
+    tpki_cert(p->dir, "ca", "suffix", "tikv-evil", client_ext);
+    tpki_cert(p->dir, "ca", "san", "some-node",
+              "subjectAltName=DNS:tikv.cluster.local,URI:spiffe://cluster/tikv");
+    tpki_cert(p->dir, "ca", "san-evil", "other-node", "subjectAltName=DNS:evil.tikv.cluster.local");
+    tpki_cert(p->dir, "other-ca", "foreign", "tikv", client_ext);
     *state = p;
     return 0;
 }
@@ -91,7 +90,7 @@ static int teardown(void **state)
     pki *p = *state;
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p->dir);
-    fix_run(cmd);
+    tpki_run(cmd);
     free(p);
     return 0;
 }
@@ -173,12 +172,18 @@ static void test_cn_allow_list_matches_whole_names_only(void **state)
     /* A SAN-only certificate has no allowed CN. */
     assert_int_equal(call_as(p, &f, "san"), RPC_PERMISSION_DENIED);
 
-    /* "tikv" from another CA, no certificate, no TLS: the handshake fails before any call
-     * exists, so the hook cannot see them. */
-    assert_int_equal(call_as(p, &f, "foreign"), RPC_UNAVAILABLE);
-    assert_int_equal(call_as(p, &f, NULL), RPC_UNAVAILABLE);
+    /* "tikv" from another CA and no certificate at all: the handshake completes, the call
+     * is refused as unauthenticated and reported with the name the certificate claims. */
+    assert_int_equal(call_as(p, &f, "foreign"), RPC_UNAUTHENTICATED);
+    assert_int_equal(seen_count(&s), 4);
+    assert_int_equal(s.last_code, RPC_UNAUTHENTICATED);
+    assert_string_equal(s.last_cn, "tikv");
+    assert_int_equal(call_as(p, &f, NULL), RPC_UNAUTHENTICATED);
+    assert_int_equal(seen_count(&s), 5);
+    assert_string_equal(s.last_cn, "");
+    /* Plaintext to a TLS port never becomes a call: nobody can see it. */
     assert_int_equal(call_as(p, &f, ""), RPC_UNAVAILABLE);
-    assert_int_equal(seen_count(&s), 3);
+    assert_int_equal(seen_count(&s), 5);
     stop(&f, &s);
 }
 

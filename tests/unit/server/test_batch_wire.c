@@ -185,6 +185,22 @@ static void test_encoded_responses_decode_with_protobuf_c(void **state)
     tkv_buf_deinit(&out);
 }
 
+static void test_busy_answer_decodes_as_server_is_busy(void **state)
+{
+    (void)state;
+    tkv_buf inner;
+    tkv_buf_init(&inner);
+    assert_int_equal(srv__batch_encode_busy(&inner, "too many requests in flight"), 0);
+    Kvrpcpb__RawPutResponse *r = kvrpcpb__raw_put_response__unpack(NULL, inner.len, inner.data);
+    assert_non_null(r);
+    assert_non_null(r->region_error);
+    assert_string_equal(r->region_error->message, "too many requests in flight");
+    assert_non_null(r->region_error->server_is_busy);
+    assert_string_equal(r->region_error->server_is_busy->reason, "too many requests in flight");
+    kvrpcpb__raw_put_response__free_unpacked(r, NULL);
+    tkv_buf_deinit(&inner);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_decode_skips_odd_unknown_fields_like_protobuf_c),
         cmocka_unit_test(test_decode_rejects_malformed_input),
         cmocka_unit_test(test_encoded_responses_decode_with_protobuf_c),
+        cmocka_unit_test(test_busy_answer_decodes_as_server_is_busy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
