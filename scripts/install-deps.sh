@@ -17,7 +17,6 @@ PKGS=(
     clang-format clang-tidy cppcheck
     zlib1g-dev
     libcurl4-openssl-dev curl ca-certificates openssl
-    etcd-server etcd-client
 )
 # Extra packages asked for by the caller (for example the benchmark's etcd).
 PKGS+=("$@")
