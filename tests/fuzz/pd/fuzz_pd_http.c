@@ -159,7 +159,14 @@ static int call(fx *f, const char *method, const char *path, const void *body, s
         }
     }
     FUZZ_CHECK(hit != NULL);
-    http_request rq = {method, path, tail, body, len, "127.0.0.1:5555", NULL};
+    http_request rq = {.method = method,
+                       .path = path,
+                       .tail = tail,
+                       .body = body,
+                       .body_len = len,
+                       .peer = "127.0.0.1:5555",
+                       .cert_cn = "",
+                       .conn_internal = NULL};
     http_response rs = {200, "application/json", {0}};
     tkv_buf_init(&rs.body);
     hit->fn(&rq, &rs, &f->s);
