@@ -396,6 +396,18 @@ func (c *Cluster) probeStores(n int) error {
 	if up < n {
 		return fmt.Errorf("%d of %d stores up", up, n)
 	}
+	// PD's view lags a restart (the last heartbeat is the old process's): every running store
+	// must also accept connections itself.
+	for _, p := range c.Stores {
+		if p.cmd == nil || !p.Running() {
+			continue
+		}
+		conn, err := net.DialTimeout("tcp", p.Addr, time.Second)
+		if err != nil {
+			return fmt.Errorf("%s not listening yet: %v", p.Name, err)
+		}
+		conn.Close()
+	}
 	region, err := cli.GetRegion(ctx, []byte(""))
 	if err != nil {
 		return err
