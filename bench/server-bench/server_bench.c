@@ -143,6 +143,7 @@ static void *batch_main(void *arg)
     Kvrpcpb__RawPutRequest *puts = calloc((size_t)n, sizeof(*puts));
     Kvrpcpb__RawGetRequest *gets = calloc((size_t)n, sizeof(*gets));
     Tikvpb__BatchCommandsRequest__Request *reqs = calloc((size_t)n, sizeof(*reqs));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     Tikvpb__BatchCommandsRequest__Request **rp = calloc((size_t)n, sizeof(*rp));
     uint64_t *ids = calloc((size_t)n, sizeof(*ids));
     if (value == NULL || keys == NULL || puts == NULL || gets == NULL || reqs == NULL ||

@@ -60,6 +60,7 @@ static int insert_store(pd_cluster *c, pd_store *s)
 {
     if (c->nstores == c->cap_stores) {
         size_t nc = c->cap_stores ? c->cap_stores * 2 : 8;
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
         pd_store **na = tkv_realloc(c->stores, nc * sizeof(*na));
         if (na == NULL)
             return -ENOMEM;
@@ -779,6 +780,7 @@ int pd__cluster_ask_batch_split(pd_cluster *c, const Metapb__Region *region, uin
     }
     if (!valid_request_region(c, region, res))
         goto out;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     resp->ids = tkv_calloc(count, sizeof(*resp->ids));
     if (resp->ids == NULL) {
         rc = -ENOMEM;

@@ -152,6 +152,7 @@ static int push(pd_region ***arr, size_t *n, size_t *cap, pd_region *r)
 {
     if (*n == *cap) {
         size_t nc = *cap ? *cap * 2 : 4;
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
         pd_region **na = tkv_realloc(*arr, nc * sizeof(*na));
         if (na == NULL)
             return -ENOMEM;
