@@ -337,7 +337,7 @@ tc_store *tikvc__store_get(tikvc_client *c, uint64_t id)
 out:
     pthread_mutex_unlock(&c->stores_mu);
     if (s == NULL)
-        tikvc__fail(TIKVC_ENOMEM, "out of memory");
+        tikvc__set_errmsg("out of memory");
     return s;
 }
 
