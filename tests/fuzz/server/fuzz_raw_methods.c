@@ -71,6 +71,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = 0;
     while (stor_raw_methods[n].name != NULL)
         n++;
+    if (n == 0)
+        return 0;
     const stor_method *m = &stor_raw_methods[data[0] % n];
     now_s += data[1] % 8;
     ProtobufCMessage *req = protobuf_c_message_unpack(m->req_desc, NULL, size - 2, data + 2);

@@ -471,6 +471,8 @@ static void step(fx *f, fuzz_in *in)
     size_t n = 0;
     while (stor_txn_methods[n].name != NULL)
         n++;
+    if (n == 0)
+        return;
     uint8_t b = fuzz_u8(in);
     const stor_method *m = &stor_txn_methods[b % n];
     bool atomic = strcmp(m->name, "KvPrewrite") == 0 || strcmp(m->name, "KvCommit") == 0;

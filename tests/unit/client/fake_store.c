@@ -1145,6 +1145,8 @@ static void on_batch_request(rpc_call *call, tkv_slice msg, void *ud)
         const ProtobufCFieldDescriptor *f = oneof_field(&q->requests[i]->base);
         const fs_method *md = f != NULL ? method_by_field((int)f->id) : NULL;
         assert_non_null(md);
+        if (f == NULL || md == NULL) /* not reached: the assert failed the test */
+            break;
         ProtobufCMessage *req = *(ProtobufCMessage **)((char *)q->requests[i] + f->offset);
         tkv_buf out;
         tkv_buf_init(&out);
