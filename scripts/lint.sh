@@ -64,8 +64,10 @@ c_files=()
 for f in "${files[@]}"; do
     case "$f" in *.c) c_files+=("$f") ;; esac
 done
-# protobuf-c's version macros come from a system header that cppcheck does not read.
+# protobuf-c's version macros come from a system header that cppcheck does not read; so do
+# jansson's iteration macros, which scripts/cppcheck-jansson.cfg defines.
 if ! cppcheck --quiet --std=c11 --language=c -D_GNU_SOURCE -DTKV_TESTING=1 \
+    --library=scripts/cppcheck-jansson.cfg \
     -DPROTOBUF_C_VERSION_NUMBER=1004001 -DPROTOBUF_C_MIN_COMPILER_VERSION=1000000 \
     -I src -I tests -I "$BUILD/proto/gen" \
     --enable=warning,performance,portability --inline-suppr \

@@ -9,9 +9,11 @@
  * pd-server in-process (temporary data directory, port 0, no HTTP), so the figure covers
  * the server and the clients sharing this machine's cores.
  */
+#include <errno.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -228,6 +230,28 @@ static void usage(FILE *f)
                "Without --pd, a pd-server runs in this process on a temporary directory.\n");
 }
 
+/* A whole-string decimal integer in 0..INT_MAX, or -1 (which the range checks reject). */
+static int arg_int(const char *s)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < 0 || v > INT_MAX)
+        return -1;
+    return (int)v;
+}
+
+/* A whole-string decimal number, or -1 (which the range checks reject). */
+static double arg_double(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0')
+        return -1;
+    return v;
+}
+
 int main(int argc, char **argv)
 {
     opts o = {.streams = 16, .batches = {1, 100}, .n_batches = 2, .seconds = 3};
@@ -248,17 +272,17 @@ int main(int argc, char **argv)
             o.pd = optarg;
             break;
         case 's':
-            o.streams = atoi(optarg);
+            o.streams = arg_int(optarg);
             break;
         case 'b': {
             o.n_batches = 0;
             for (char *tok = strtok(optarg, ","); tok != NULL && o.n_batches < 8;
                  tok = strtok(NULL, ","))
-                o.batches[o.n_batches++] = atoi(tok);
+                o.batches[o.n_batches++] = arg_int(tok);
             break;
         }
         case 't':
-            o.seconds = atof(optarg);
+            o.seconds = arg_double(optarg);
             break;
         case 'h':
             usage(stdout);

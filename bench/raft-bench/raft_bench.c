@@ -10,7 +10,9 @@
  *     --window   proposals in flight at the leader (default 256)
  *     --size     bytes per entry (default 100)
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,18 +132,39 @@ static double cpu_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Parses a whole-string decimal count into *@out; false when @s is not one. */
+static bool arg_size(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || *s == '-')
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Parses a whole-string decimal number into *@out; false when @s is not one. */
+static bool arg_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0')
+        return false;
+    *out = v;
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     double seconds = 3;
     size_t window = 256, size = 100;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--seconds"))
-            seconds = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--window"))
-            window = (size_t)atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--size"))
-            size = (size_t)atol(argv[i + 1]);
-        else {
+        bool ok = (!strcmp(argv[i], "--seconds") && arg_double(argv[i + 1], &seconds)) ||
+                  (!strcmp(argv[i], "--window") && arg_size(argv[i + 1], &window)) ||
+                  (!strcmp(argv[i], "--size") && arg_size(argv[i + 1], &size));
+        if (!ok) {
             fprintf(stderr, "usage: raft-bench [--seconds S] [--window W] [--size B]\n");
             return 2;
         }

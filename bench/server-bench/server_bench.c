@@ -12,7 +12,10 @@
  * commands on one stream per client thread and waits for all N answers (like client-go with
  * its batching on). Each level prints operations per second and latency percentiles per call.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -143,6 +146,7 @@ static void *batch_main(void *arg)
     Kvrpcpb__RawPutRequest *puts = calloc((size_t)n, sizeof(*puts));
     Kvrpcpb__RawGetRequest *gets = calloc((size_t)n, sizeof(*gets));
     Tikvpb__BatchCommandsRequest__Request *reqs = calloc((size_t)n, sizeof(*reqs));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     Tikvpb__BatchCommandsRequest__Request **rp = calloc((size_t)n, sizeof(*rp));
     uint64_t *ids = calloc((size_t)n, sizeof(*ids));
     if (value == NULL || keys == NULL || puts == NULL || gets == NULL || reqs == NULL ||
@@ -265,6 +269,28 @@ static void usage(void)
     exit(2);
 }
 
+/* Whole-string decimal integer in [@lo, @hi]; anything else prints the usage and exits. */
+static long parse_long(const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        usage();
+    return v;
+}
+
+/* Whole-string decimal number; anything else prints the usage and exits. */
+static double parse_double(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0')
+        usage();
+    return v;
+}
+
 static void parse(int argc, char **argv, bench_opts *o)
 {
     *o = (bench_opts){.seconds = 5,
@@ -291,20 +317,20 @@ static void parse(int argc, char **argv, bench_opts *o)
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
         case 's':
-            o->seconds = atof(optarg);
+            o->seconds = parse_double(optarg);
             break;
         case 'c': {
             o->n_levels = 0;
             for (char *save, *t = strtok_r(optarg, ",", &save); t && o->n_levels < MAX_LEVELS;
                  t = strtok_r(NULL, ",", &save))
-                o->levels[o->n_levels++] = atoi(t);
+                o->levels[o->n_levels++] = (int)parse_long(t, 1, INT_MAX);
             break;
         }
         case 'o':
             o->put = strcmp(optarg, "get") != 0;
             break;
         case 'b':
-            o->batch = atoi(optarg);
+            o->batch = (int)parse_long(optarg, 0, INT_MAX);
             break;
         case 'e':
             o->rocks = strcmp(optarg, "mem") != 0;
@@ -313,16 +339,16 @@ static void parse(int argc, char **argv, bench_opts *o)
             o->sync = true;
             break;
         case 'v':
-            o->value_size = (size_t)atol(optarg);
+            o->value_size = (size_t)parse_long(optarg, 0, LONG_MAX);
             break;
         case 'k':
-            o->keys = (uint64_t)atoll(optarg);
+            o->keys = (uint64_t)parse_long(optarg, 1, LONG_MAX);
             break;
         case 't':
-            o->server_threads = atoi(optarg);
+            o->server_threads = (int)parse_long(optarg, 0, INT_MAX);
             break;
         case 'n':
-            o->conns = atoi(optarg);
+            o->conns = (int)parse_long(optarg, 1, INT_MAX);
             break;
         default:
             usage();
@@ -355,7 +381,7 @@ static void preload(stor *s, const bench_opts *o)
     for (uint64_t base = 0; base < o->keys; base += CHUNK) {
         size_t n = (size_t)TKV_MIN((uint64_t)CHUNK, o->keys - base);
         for (size_t i = 0; i < n; i++) {
-            snprintf(keys[i], sizeof(keys[i]), "key%012llu", (unsigned long long)(base + i));
+            snprintf(keys[i], sizeof(keys[i]), "key%012" PRIu64, base + i);
             kvrpcpb__kv_pair__init(&pairs[i]);
             pairs[i].key.data = (uint8_t *)keys[i];
             pairs[i].key.len = strlen(keys[i]);

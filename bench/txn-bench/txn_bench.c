@@ -10,6 +10,8 @@
  * committed transactions per second and the abort ratio. Runs on eng_mem unless --rocks is
  * given (--sync: fsync every write).
  */
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -147,6 +149,17 @@ static void *client(void *arg)
     return NULL;
 }
 
+/* A whole-string decimal integer in 0..INT_MAX, or -1 (which the range checks reject). */
+static int arg_int(const char *s)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < 0 || v > INT_MAX)
+        return -1;
+    return (int)v;
+}
+
 int main(int argc, char **argv)
 {
     const char *rocks = NULL;
@@ -158,20 +171,21 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--sync") == 0)
             sync = true;
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
-            threads = atoi(argv[++i]);
+            threads = arg_int(argv[++i]);
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
-            seconds = atoi(argv[++i]);
+            seconds = arg_int(argv[++i]);
         else if (strcmp(argv[i], "--keys") == 0 && i + 1 < argc)
-            g_keys = atoi(argv[++i]);
+            g_keys = arg_int(argv[++i]);
         else if (strcmp(argv[i], "--width") == 0 && i + 1 < argc)
-            g_width = atoi(argv[++i]);
+            g_width = arg_int(argv[++i]);
         else {
             fprintf(stderr, "usage: txn-bench [--rocks DIR] [--sync] [--threads N] [--seconds S] "
                             "[--keys K] [--width W (1..16)]\n");
             return 2;
         }
     }
-    if (threads < 1 || threads > 256 || g_width < 1 || g_width > 16 || g_keys < g_width) {
+    if (threads < 1 || threads > 256 || seconds < 0 || g_width < 1 || g_width > 16 ||
+        g_keys < g_width) {
         fprintf(stderr, "txn-bench: bad arguments\n");
         return 2;
     }

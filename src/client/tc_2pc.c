@@ -52,7 +52,7 @@ static void rollback_all(tikvc_txn *t, size_t *idx)
         TKV_LOG_WARN("transaction rollback failed; readers will resolve its locks",
                      TKV_LF_U64("start_ts", t->start_ts), TKV_LF_STR("cause", tikvc_errmsg()));
     tikvc__kop_free(k);
-    tikvc__fail(0, "%s", keep);
+    tikvc__set_errmsg("%s", keep);
 }
 
 /* Prewrites all mutations, resolving other transactions' locks in the way. A store that

@@ -181,6 +181,7 @@ static bool overlaps(const tc_region *a, const tc_region *b)
 int tikvc__cache_insert(tc_cache *cc, tc_region *r)
 {
     pthread_rwlock_wrlock(&cc->lk);
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     if (tikvc__grow((void **)&cc->v, &cc->cap, cc->n + 1, sizeof(*cc->v)) != 0) {
         pthread_rwlock_unlock(&cc->lk);
         return TIKVC_ENOMEM;
@@ -202,6 +203,7 @@ int tikvc__cache_insert(tc_cache *cc, tc_region *r)
     for (size_t k = first; k < last; k++)
         tikvc__region_unref(cc->v[k]);
     size_t removed = last - first;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     memmove(&cc->v[first + 1], &cc->v[last], (cc->n - last) * sizeof(*cc->v));
     cc->n = cc->n - removed + 1;
     cc->v[first] = region_ref(r);
@@ -316,11 +318,13 @@ tc_store *tikvc__store_get(tikvc_client *c, uint64_t id)
         }
     }
     tc_store *s = NULL;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     if (tikvc__grow((void **)&c->stores, &c->cap_stores, c->n_stores + 1, sizeof(*c->stores)) != 0)
         goto out;
     s = tkv_calloc(1, sizeof(*s));
     if (s == NULL)
         goto out;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     s->bs = tkv_calloc((size_t)c->opts.conns_per_store, sizeof(*s->bs));
     if (s->bs == NULL) {
         tkv_free(s);
@@ -333,7 +337,7 @@ tc_store *tikvc__store_get(tikvc_client *c, uint64_t id)
 out:
     pthread_mutex_unlock(&c->stores_mu);
     if (s == NULL)
-        tikvc__fail(TIKVC_ENOMEM, "out of memory");
+        tikvc__set_errmsg("out of memory");
     return s;
 }
 

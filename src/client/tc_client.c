@@ -22,7 +22,7 @@
 
 static __thread char tls_errmsg[TKV_ERRMSG_LEN];
 
-int tikvc__fail(int code, const char *fmt, ...)
+void tikvc__set_errmsg(const char *fmt, ...)
 {
     char tmp[TKV_ERRMSG_LEN];
     va_list ap;
@@ -30,7 +30,6 @@ int tikvc__fail(int code, const char *fmt, ...)
     vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
     memcpy(tls_errmsg, tmp, sizeof(tmp));
-    return code;
 }
 
 char *tikvc__errbuf(void)

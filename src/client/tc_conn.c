@@ -60,6 +60,7 @@ static int slots_put(tc_bstream *bs, tc_call *call)
         return 0;
     }
     for (size_t cap = bs->cap ? bs->cap * 2 : 256; cap <= ((size_t)1 << 24); cap *= 2) {
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
         tc_call **v = tkv_calloc(cap, sizeof(*v));
         if (v == NULL)
             return TIKVC_ENOMEM;
@@ -106,6 +107,7 @@ static size_t slots_drain(tc_bstream *bs, uint64_t deadline, tc_call ***out)
     *out = NULL;
     if (bs->live == 0)
         return 0;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     tc_call **list = tkv_calloc(bs->live, sizeof(*list));
     if (list == NULL)
         return 0; /* retried by the next sweep */
@@ -326,6 +328,7 @@ static void bs_on_message(rpc_stream *s, tkv_slice msg, void *ud)
     }
     tc_call *stack[64];
     tc_call **calls =
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
         (size_t)n <= TKV_ARRAY_LEN(stack) ? stack : tkv_calloc((size_t)n, sizeof(*calls));
     if (calls == NULL) {
         rpc_stream_cancel(s);

@@ -242,8 +242,9 @@ int tikvc__op_run(tc_op *op)
     op->vt->start(op, !tikvc__on_worker());
     tikvc__wait(&w);
     tikvc__wait_deinit(&w);
+    op->wait = NULL;
     if (op->rc != 0)
-        tikvc__fail(op->rc, "%s", op->errmsg);
+        tikvc__set_errmsg("%s", op->errmsg);
     return op->rc;
 }
 

@@ -120,6 +120,7 @@ int tikvc__exec_start(tc_exec *x, int threads)
     TKV_ASSERT(pthread_cond_init(&x->cv, &ca) == 0);
     pthread_condattr_destroy(&ca);
     x->cap = 64;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     x->heap = tkv_calloc(x->cap, sizeof(*x->heap));
     if (x->heap == NULL)
         return -ENOMEM;
@@ -142,6 +143,7 @@ void tikvc__exec_post(tc_exec *x, tc_job *j, uint64_t delay_ms)
     if (x->n == x->cap) {
         /* Growing can fail; then the job runs now on this thread, after a plain sleep of
          * the delay if we are allowed to block here, which keeps it correct if slower. */
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
         tc_job **h = tkv_realloc(x->heap, 2 * x->cap * sizeof(*h));
         if (h == NULL) {
             pthread_mutex_unlock(&x->mu);

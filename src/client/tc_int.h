@@ -33,8 +33,11 @@
 
 /* ---- errors ----------------------------------------------------------------------------- */
 
-/* Records @fmt as the calling thread's error message and returns @code. */
-int tikvc__fail(int code, const char *fmt, ...) TKV_PRINTF(2, 3);
+/* Records @fmt as the calling thread's error message. */
+void tikvc__set_errmsg(const char *fmt, ...) TKV_PRINTF(1, 2);
+/* Records the message (format and arguments after @code) and evaluates to @code. A macro so
+ * that the static analyzer sees the failure code on every error path. */
+#define tikvc__fail(code, ...) (tikvc__set_errmsg(__VA_ARGS__), (code))
 /* Maps a tikv-c error code (TKV_E*, -errno) to a TIKVC_E* code. */
 int tikvc__code(int tkv_rc);
 /* The calling thread's error message buffer. */

@@ -150,6 +150,7 @@ static int build_batch_put(tc_kop *k, const size_t *idx, size_t n, Kvrpcpb__Cont
                            tkv_buf *o)
 {
     Kvrpcpb__KvPair *pairs = tkv_calloc(n, sizeof(*pairs));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     Kvrpcpb__KvPair **pp = tkv_calloc(n, sizeof(*pp));
     uint64_t *ttls = k->ttl_s ? tkv_calloc(n, sizeof(*ttls)) : NULL;
     int rc = 0;

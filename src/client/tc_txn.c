@@ -114,7 +114,7 @@ static int buffer(tikvc_txn *t, const void *key, size_t key_len, const void *val
     if (!exists) {
         if (tikvc__grow((void **)&t->muts, &t->cap_muts, t->n_muts + 1, sizeof(tc_mut)) != 0)
             return tikvc__fail(TIKVC_ENOMEM, "out of memory");
-        tc_mut m;
+        tc_mut m = {.del = false};
         tkv_buf_init(&m.key);
         tkv_buf_init(&m.value);
         if (tkv_buf_set(&m.key, key, key_len) != 0)

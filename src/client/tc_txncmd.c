@@ -137,6 +137,7 @@ const tc_kop_cmd tc_kc_kv_batch_get = {&tc_cmd_kv_batch_get, build_batch_get, ha
 static int build_prewrite(tc_kop *k, const size_t *idx, size_t n, Kvrpcpb__Context *ctx, tkv_buf *o)
 {
     Kvrpcpb__Mutation *muts = tkv_calloc(n, sizeof(*muts));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     Kvrpcpb__Mutation **mp = tkv_calloc(n, sizeof(*mp));
     int rc = TIKVC_ENOMEM;
     if (muts != NULL && mp != NULL) {

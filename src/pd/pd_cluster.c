@@ -60,6 +60,7 @@ static int insert_store(pd_cluster *c, pd_store *s)
 {
     if (c->nstores == c->cap_stores) {
         size_t nc = c->cap_stores ? c->cap_stores * 2 : 8;
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
         pd_store **na = tkv_realloc(c->stores, nc * sizeof(*na));
         if (na == NULL)
             return -ENOMEM;
@@ -779,6 +780,7 @@ int pd__cluster_ask_batch_split(pd_cluster *c, const Metapb__Region *region, uin
     }
     if (!valid_request_region(c, region, res))
         goto out;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     resp->ids = tkv_calloc(count, sizeof(*resp->ids));
     if (resp->ids == NULL) {
         rc = -ENOMEM;
@@ -822,10 +824,11 @@ int pd__cluster_report_batch_split(pd_cluster *c, Metapb__Region *const *regions
     bool valid = n >= 2;
     for (size_t i = 1; valid && i < n; i++) {
         const Metapb__Region *l = regions[i - 1], *r = regions[i];
-        if (l == NULL || r == NULL || !tkv_slice_eq(pd__bytes(l->end_key), pd__bytes(r->start_key)))
-            valid = false;
-        else if (r->end_key.len != 0 &&
-                 tkv_slice_cmp(pd__bytes(l->start_key), pd__bytes(r->end_key)) >= 0)
+        /* Adjacent, and each region non-empty. */
+        if (l == NULL || r == NULL ||
+            !tkv_slice_eq(pd__bytes(l->end_key), pd__bytes(r->start_key)) ||
+            (r->end_key.len != 0 &&
+             tkv_slice_cmp(pd__bytes(l->start_key), pd__bytes(r->end_key)) >= 0))
             valid = false;
     }
     for (size_t i = 0; valid && i < n; i++) {

@@ -203,6 +203,7 @@ static void etcd_range(rpc_call *call, tkv_slice msg, void *ud)
     if (rc != 0) {
         rpc_call_finish(call, RPC_INTERNAL, "etcd range failed in pd storage");
     } else {
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
         Mvccpb__KeyValue **pkvs = tkv_calloc(c.n ? c.n : 1, sizeof(*pkvs));
         if (pkvs == NULL) {
             rpc_call_finish(call, RPC_INTERNAL, "out of memory");
@@ -422,6 +423,7 @@ static void etcd_delete_range(rpc_call *call, tkv_slice msg, void *ud)
     if (rc != 0) {
         rpc_call_finish(call, RPC_INTERNAL, "etcd delete failed in pd storage");
     } else {
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
         Mvccpb__KeyValue **pkvs = tkv_calloc(d.prev.n ? d.prev.n : 1, sizeof(*pkvs));
         if (pkvs == NULL) {
             rpc_call_finish(call, RPC_INTERNAL, "out of memory");

@@ -244,6 +244,7 @@ static void get_all_stores(pd_server *s, const ProtobufCMessage *m, rpc_call *ca
     pd_cluster *c = s->cluster;
     pd__cluster_lock(c);
     if (!reply_if_not_bootstrapped(s, call, &pdpb__get_all_stores_response__descriptor)) {
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
         Metapb__Store **stores = tkv_calloc(c->nstores ? c->nstores : 1, sizeof(*stores));
         if (stores == NULL) {
             rpc_call_finish(call, RPC_INTERNAL, "out of memory");
@@ -356,8 +357,11 @@ static void scan_regions(pd_server *s, const ProtobufCMessage *m, rpc_call *call
          r = pd__rt_next(&c->regions, r))
         n++;
     Pdpb__Region *regions = tkv_calloc(n ? n : 1, sizeof(*regions));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     Pdpb__Region **pregions = tkv_calloc(n ? n : 1, sizeof(*pregions));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     Metapb__Region **metas = tkv_calloc(n ? n : 1, sizeof(*metas));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     Metapb__Peer **leaders = tkv_calloc(n ? n : 1, sizeof(*leaders));
     if (regions == NULL || pregions == NULL || metas == NULL || leaders == NULL) {
         rpc_call_finish(call, RPC_INTERNAL, "out of memory");

@@ -25,6 +25,7 @@
  * with two spaces ("state_name": "Up"), as PD's renderer does.
  */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 
 #include "base/log.h"
@@ -82,8 +83,14 @@ static void stores_get(const http_request *rq, http_response *rs, void *ud)
     pd_cluster *c = server(ud)->cluster;
     const char *state = http_request_query(rq, "state");
     int want = -1;
-    if (state != NULL)
-        want = atoi(state);
+    if (state != NULL) {
+        uint64_t v = 0;
+        if (!parse_id(state, &v) || v > INT_MAX) {
+            reply_msg(rs, 400, "state must be a store state number");
+            return;
+        }
+        want = (int)v;
+    }
     json_t *arr = json_array();
     pd__cluster_lock(c);
     size_t n = 0;

@@ -52,7 +52,7 @@ static const char *flag_value(int argc, char **argv, int *i, const char *name, b
 {
     size_t n = strlen(name);
     const char *a = argv[*i];
-    if (strncmp(a, name, n) != 0)
+    if (a == NULL || strncmp(a, name, n) != 0)
         return NULL;
     if (a[n] == '=')
         return a + n + 1;

@@ -61,6 +61,9 @@ static pd_rt_node *search(const pd_region_tree *t, tkv_slice key, bool inclusive
                           pd_rt_node **update)
 {
     pd_rt_node *x = t->head;
+    /* Above the tree's level the predecessor is the head. */
+    for (int l = 0; update != NULL && l < PD_RT_MAX_LEVEL; l++)
+        update[l] = t->head;
     for (int l = t->level - 1; l >= 0; l--) {
         for (;;) {
             pd_rt_node *nx = x->next[l];
@@ -152,6 +155,7 @@ static int push(pd_region ***arr, size_t *n, size_t *cap, pd_region *r)
 {
     if (*n == *cap) {
         size_t nc = *cap ? *cap * 2 : 4;
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
         pd_region **na = tkv_realloc(*arr, nc * sizeof(*na));
         if (na == NULL)
             return -ENOMEM;
@@ -293,11 +297,8 @@ int pd__rt_put(pd_region_tree *t, pd_region *r, pd_region ***removed, size_t *nr
 
     pd_rt_node *update[PD_RT_MAX_LEVEL];
     pd_rt_node *x = search(t, pd__region_start(r), false, update);
-    if (level > t->level) {
-        for (int l = t->level; l < level; l++)
-            update[l] = t->head;
+    if (level > t->level)
         t->level = level;
-    }
     n->r = r;
     n->level = level;
     for (int l = 0; l < level; l++) {

@@ -549,7 +549,7 @@ int pdc_open(const pdc_opts *o, pdc_client **out)
     c->urls = tkv_calloc(o->n_endpoints, sizeof(char *));
     if (c->urls == NULL)
         rc = pdc__fail(-ENOMEM, "out of memory");
-    for (size_t i = 0; rc == 0 && i < o->n_endpoints; i++) {
+    for (size_t i = 0; c->urls != NULL && rc == 0 && i < o->n_endpoints; i++) {
         const char *e = o->endpoints[i];
         c->urls[i] = e != NULL ? normalize_url(e) : NULL;
         if (c->urls[i] == NULL)

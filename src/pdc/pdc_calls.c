@@ -294,7 +294,7 @@ int pdc_load_txn_safe_point(pdc_client *c, uint64_t *safe_point)
         return pdc__fail(-EINVAL, "pdc_load_txn_safe_point: NULL argument");
     tkv_buf v;
     tkv_buf_init(&v);
-    bool found;
+    bool found = false;
     int rc = pdc_etcd_get(c, tkv_slice_str(PDC_TXN_SAFE_POINT_KEY), &v, &found);
     if (rc == 0) {
         *safe_point = 0;

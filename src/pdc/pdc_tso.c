@@ -52,8 +52,9 @@ static void send_batch_locked(pdc_client *c)
     pdc__tso *t = &c->tso;
     if (t->stream == NULL || t->broken || t->inflight != NULL || t->pending == NULL)
         return;
-    size_t n = 0;
-    pdc__tso_req *head = t->pending, *last = NULL, *r = head;
+    /* The batch takes the head always, then up to tso_max_batch requests in all. */
+    size_t n = 1;
+    pdc__tso_req *head = t->pending, *last = head, *r = head->next;
     while (r != NULL && n < c->opts.tso_max_batch) {
         last = r;
         r = r->next;

@@ -47,7 +47,7 @@ static int propose_on_leader(raft_node *r, const raft_message *m)
                     (unsigned long long)r->uncommitted_size);
         return TKV_EDROPPED;
     }
-    raft_entry one;
+    raft_entry one = {0};
     raft_entry *ents = m->n_entries == 1 ? &one : tkv_malloc(m->n_entries * sizeof(raft_entry));
     if (!ents)
         return -ENOMEM;
@@ -208,11 +208,11 @@ int raft__step(raft_node *r, const raft_message *m)
                         (unsigned long long)m->from, (unsigned long long)m->term);
             return 0;
         }
-        if (t == RAFT_MSG_REQUEST_PRE_VOTE) {
-            /* A pre-vote never changes our term. */
-        } else if (t == RAFT_MSG_REQUEST_PRE_VOTE_RESPONSE && !m->reject) {
-            /* A granted pre-vote carries the term we would run in; counted below. */
-        } else {
+        /* A pre-vote never changes our term; a granted pre-vote carries the term we would run
+         * in and is counted below. Anything else from a newer term makes us follow it. */
+        bool keeps_term = t == RAFT_MSG_REQUEST_PRE_VOTE ||
+                          (t == RAFT_MSG_REQUEST_PRE_VOTE_RESPONSE && !m->reject);
+        if (!keeps_term) {
             raft__trace(r, "received %s from %llu at newer term %llu", raft_message_type_name(t),
                         (unsigned long long)m->from, (unsigned long long)m->term);
             bool from_leader =

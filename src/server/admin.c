@@ -133,8 +133,7 @@ static void split_on_request(rpc_call *call, tkv_slice msg, void *ud)
                             "SplitRegion is not available: the replication layer has not started");
     } else if (req->split_key.len == 0 && req->n_split_keys == 0) {
         split_reply_message(sm, call, start, "SplitRegion: no split keys");
-    } else if ((rc = split_keys(req, &buf, &keys, &n)) != 0 ||
-               (c = tkv_malloc(sizeof(*c))) == NULL) {
+    } else if (split_keys(req, &buf, &keys, &n) != 0 || (c = tkv_malloc(sizeof(*c))) == NULL) {
         srv__refuse(sm, call, -ENOMEM);
     } else {
         *c = (split_call){.sm = sm, .call = call, .start_ns = start};

@@ -193,7 +193,7 @@ int srv__batch_decode(tkv_slice msg, srv_batch_req *r)
 static int resp_header(tkv_buf *out, int cmd, size_t inner_len)
 {
     uint8_t hdr[3 * TKV_VARINT_MAX_LEN + 1];
-    uint8_t tag[TKV_VARINT_MAX_LEN], len[TKV_VARINT_MAX_LEN];
+    uint8_t tag[TKV_VARINT_MAX_LEN] = {0}, len[TKV_VARINT_MAX_LEN] = {0};
     size_t ntag = 0, nlen = 0, resp_len = 0;
     if (cmd != 0) {
         ntag = tkv_codec_put_uvarint(tag, ((uint64_t)cmd << 3) | WIRE_LEN);

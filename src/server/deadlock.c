@@ -288,6 +288,7 @@ static void entries_request(rpc_call *call, tkv_slice msg, void *ud)
     size_t n = txn_wait_graph_edges(d->graph, NULL, 0);
     txn_wait_edge *edges = tkv_calloc(n ? n : 1, sizeof(*edges));
     Deadlock__WaitForEntry *es = tkv_calloc(n ? n : 1, sizeof(*es));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     Deadlock__WaitForEntry **ps = tkv_calloc(n ? n : 1, sizeof(*ps));
     if (edges == NULL || es == NULL || ps == NULL) {
         rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "out of memory");

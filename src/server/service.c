@@ -190,8 +190,10 @@ static void unary_on_request(rpc_call *call, tkv_slice msg, void *ud)
 static void tikv_grpc_buckets(double *b, size_t n)
 {
     double v = 5e-5;
-    for (size_t i = 0; i < n; i++, v *= 2)
+    for (size_t i = 0; i < n; i++) {
         b[i] = v;
+        v *= 2;
+    }
 }
 
 static void init_method(srv_service *svc, srv_method *sm, const char *name, const stor_method *m)

@@ -17,6 +17,8 @@
  * delivered) before its output is taken.
  */
 #include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -91,6 +93,20 @@ static uint64_t id_arg(const char *s)
     unsigned long v = strtoul(s, NULL, 10);
     assert_true(v >= 1 && v <= TN_MAX);
     return v;
+}
+
+/* A whole-string decimal count for script arguments; a bad one fails the test. */
+static int count_arg(const char *s)
+{
+    assert_non_null(s);
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < 0 || v > INT_MAX) {
+        fail_msg("bad count \"%s\"", s);
+        return 0;
+    }
+    return (int)v;
 }
 
 static void result(tkv_buf *out, const char *what, int rc)
@@ -178,7 +194,7 @@ static void run_command(runner *rn, char *line, tkv_buf *out)
         rn->tweak.pre_vote = rn->tweak.check_quorum = false;
         for (char *arg = a; arg; arg = (arg == a ? b : strtok_r(NULL, " ", &save))) {
             if (!strncmp(arg, "voters=", 7))
-                voters = (size_t)atoi(arg + 7);
+                voters = (size_t)count_arg(arg + 7);
             else if (!strcmp(arg, "prevote"))
                 rn->tweak.pre_vote = true;
             else if (!strcmp(arg, "checkquorum"))
@@ -195,7 +211,10 @@ static void run_command(runner *rn, char *line, tkv_buf *out)
         out_printf(out, "%zu voters\n", voters);
         return;
     }
-    assert_non_null(rn->net);
+    if (rn->net == NULL) {
+        fail_msg("\"%s\" before \"cluster\"", cmd);
+        return;
+    }
     tn_net *net = rn->net;
     if (!strcmp(cmd, "status")) {
         status(rn, out);
@@ -212,9 +231,9 @@ static void run_command(runner *rn, char *line, tkv_buf *out)
     } else if (!strcmp(cmd, "transfer")) {
         result(out, "transfer", raft_node_transfer_leader(tn_r(net, id_arg(a)), id_arg(b)));
     } else if (!strcmp(cmd, "tick")) {
-        tn_tick(net, id_arg(a), b ? atoi(b) : 1);
+        tn_tick(net, id_arg(a), b ? count_arg(b) : 1);
     } else if (!strcmp(cmd, "tick-all")) {
-        tn_tick_all(net, a ? atoi(a) : 1);
+        tn_tick_all(net, a ? count_arg(a) : 1);
     } else if (!strcmp(cmd, "isolate") || !strcmp(cmd, "rejoin")) {
         tn_isolate(net, id_arg(a), cmd[0] == 'i');
     } else if (!strcmp(cmd, "cut")) {
@@ -281,7 +300,8 @@ static void run_script(void **state)
 {
     const char *path = *state;
     char *text = read_file(path);
-    bool rewrite = getenv("TKV_REWRITE") && !strcmp(getenv("TKV_REWRITE"), "1");
+    const char *rewrite_env = getenv("TKV_REWRITE");
+    bool rewrite = rewrite_env != NULL && !strcmp(rewrite_env, "1");
     runner rn;
     memset(&rn, 0, sizeof(rn));
     tkv_buf rewritten, actual, expected;
@@ -353,7 +373,7 @@ int main(void)
         fprintf(stderr, "cannot open %s\n", dir);
         return 1;
     }
-    char *paths[128];
+    char *paths[128] = {NULL};
     size_t n = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL && n < 128) {
@@ -366,7 +386,7 @@ int main(void)
     }
     closedir(d);
     qsort(paths, n, sizeof(paths[0]), by_name);
-    struct CMUnitTest *tests = calloc(n, sizeof(*tests));
+    struct CMUnitTest *tests = calloc(n ? n : 1, sizeof(*tests));
     for (size_t i = 0; i < n; i++) {
         tests[i].name = strrchr(paths[i], '/') + 1;
         tests[i].test_func = run_script;

@@ -134,7 +134,7 @@ void sim_apply_entry(sim *s, sim_node *n, const raft_entry *e)
 
 static sim_node *random_up(sim *s)
 {
-    uint64_t ids[SIM_MAX_IDS];
+    uint64_t ids[SIM_MAX_IDS] = {0};
     size_t n = 0;
     for (uint64_t id = 1; id < SIM_MAX_IDS; id++)
         if (s->nodes[id].status == SIM_UP)

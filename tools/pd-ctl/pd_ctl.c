@@ -15,6 +15,7 @@
  * Exit status: 0 on success, 1 when the server answers an error or cannot be reached, 2 on
  * bad usage.
  */
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -262,6 +263,15 @@ static int cmd_store(const ctl *c, int argc, char **argv)
 }
 
 /* Renders a hex key the way PD stores it, showing printable keys as text. */
+/* The byte that the two hex digits at @p spell, or -1. */
+static int hex_byte(const char *p)
+{
+    if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]))
+        return -1;
+    char two[3] = {p[0], p[1], '\0'};
+    return (int)strtol(two, NULL, 16);
+}
+
 static void key_text(const char *hex, char *out, size_t cap)
 {
     size_t n = strlen(hex);
@@ -271,8 +281,8 @@ static void key_text(const char *hex, char *out, size_t cap)
     }
     bool printable = n % 2 == 0 && n / 2 < cap - 1;
     for (size_t i = 0; printable && i < n; i += 2) {
-        unsigned v;
-        if (sscanf(hex + i, "%2x", &v) != 1 || v < 0x20 || v > 0x7e)
+        int v = hex_byte(hex + i);
+        if (v < 0x20 || v > 0x7e)
             printable = false;
     }
     if (!printable) {
@@ -281,8 +291,8 @@ static void key_text(const char *hex, char *out, size_t cap)
     }
     size_t j = 0;
     for (size_t i = 0; i < n; i += 2) {
-        unsigned v;
-        if (sscanf(hex + i, "%2x", &v) != 1)
+        int v = hex_byte(hex + i);
+        if (v < 0)
             break;
         out[j++] = (char)v;
     }
@@ -643,7 +653,8 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    ctl c = {.url = getenv("PD_CTL_URL") ? getenv("PD_CTL_URL") : "http://127.0.0.1:2381"};
+    const char *env_url = getenv("PD_CTL_URL");
+    ctl c = {.url = env_url != NULL ? env_url : "http://127.0.0.1:2381"};
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if ((strcmp(argv[i], "-u") == 0 || strcmp(argv[i], "--pd") == 0) && i + 1 < argc)

@@ -48,7 +48,7 @@ typedef struct ctl_opts {
 } ctl_opts;
 
 /* Decodes a key or value given on the command line (escapes like \x00, or hex with --hex)
- * into a malloc'd buffer. Returns false (message printed) when malformed. */
+ * into a malloc'd buffer. Returns false (message printed, @out left empty) when malformed. */
 bool ctl_decode(const ctl_opts *o, const char *in, tikvc_buf *out);
 
 /* Returns a malloc'd printable form of @p: printable ASCII as is, backslash doubled, other

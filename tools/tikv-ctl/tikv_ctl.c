@@ -70,7 +70,7 @@ static int usage_error(const char *fmt, ...)
 
 /* ---- bytes on the command line ---------------------------------------------------------- */
 
-bool ctl_decode(const ctl_opts *o, const char *in, tikvc_buf *out)
+static bool decode(const ctl_opts *o, const char *in, tikvc_buf *out)
 {
     size_t n = strlen(in);
     out->data = malloc(n + 1);
@@ -116,6 +116,16 @@ bool ctl_decode(const ctl_opts *o, const char *in, tikvc_buf *out)
         }
     }
     return true;
+}
+
+bool ctl_decode(const ctl_opts *o, const char *in, tikvc_buf *out)
+{
+    if (decode(o, in, out))
+        return true;
+    free(out->data); /* a malformed argument leaves no buffer behind */
+    out->data = NULL;
+    out->len = 0;
+    return false;
 }
 
 char *ctl_escape(const void *p, size_t n)

@@ -32,17 +32,15 @@ int txn_gc_key(mvcc_txn *t, mvcc_reader *r, tkv_slice enc_key, uint64_t safe_poi
         if (rc != 0 || !found)
             break;
         if (commit_ts <= safe_point) {
-            if (remove_older) {
-                rc = delete_version(t, enc_key, &w, commit_ts, deleted);
-            } else if (w.type == TXN_WRITE_PUT) {
+            if (!remove_older && w.type == TXN_WRITE_PUT) {
                 /* The version every read at the safe point sees: keep it, drop the rest. */
                 remove_older = true;
-            } else if (w.type == TXN_WRITE_DELETE) {
-                /* Reads at the safe point see nothing: the delete and all below it go. */
-                remove_older = true;
-                rc = delete_version(t, enc_key, &w, commit_ts, deleted);
             } else {
-                /* Lock and Rollback records carry no data. */
+                /* Below the kept version everything goes. Otherwise: reads at the safe point
+                 * see nothing past a delete, so it and all below it go; Lock and Rollback
+                 * records carry no data. */
+                if (w.type == TXN_WRITE_DELETE)
+                    remove_older = true;
                 rc = delete_version(t, enc_key, &w, commit_ts, deleted);
             }
             if (rc != 0)

@@ -78,6 +78,7 @@ void stor__raw_reply_rerr(raw_op *op, Errorpb__Error *rerr)
     const ProtobufCFieldDescriptor *f =
         protobuf_c_message_descriptor_get_field_by_name(resp->descriptor, "region_error");
     TKV_ASSERT(f != NULL && f->descriptor == &errorpb__error__descriptor);
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): copies a pointer */
     set_member(resp, f->offset, &rerr, sizeof(rerr));
     stor__raw_reply(op, resp);
     stor_rerr_free(rerr);

@@ -106,6 +106,7 @@ int stor__raw_pairs_build(raw_pairs *p, Kvrpcpb__KvPair ***out, size_t *n)
     if (p->n == 0)
         return 0;
     p->msgs = tkv_calloc(p->n, sizeof(*p->msgs));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     p->ptrs = tkv_calloc(p->n, sizeof(*p->ptrs));
     if (p->msgs == NULL || p->ptrs == NULL)
         return -ENOMEM;

@@ -10,8 +10,8 @@
 
 #define M(nm, req, resp, batch, wr, adm, f)                                                        \
     {                                                                                              \
-        .name = nm, .req_desc = &req, .resp_desc = &resp, .batch_cmd = batch, .write = wr,         \
-        .admin = adm, .fn = f                                                                      \
+        .name = (nm), .req_desc = &(req), .resp_desc = &(resp), .batch_cmd = (batch),              \
+        .write = (wr), .admin = (adm), .fn = (f)                                                   \
     }
 
 const stor_method stor_txn_methods[] = {

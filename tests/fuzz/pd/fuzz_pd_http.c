@@ -231,7 +231,7 @@ static json_t *gen_config(fuzz_in *in)
 {
     json_t *o = json_object();
     size_t n = 1 + fuzz_below(in, 4);
-    const char *used[4];
+    const char *used[4] = {NULL};
     size_t nused = 0;
     for (size_t i = 0; i < n; i++) {
         uint8_t b = fuzz_u8(in);
@@ -484,8 +484,8 @@ static void op_operator_region(fx *f, fuzz_in *in)
     } else {
         snprintf(path, sizeof(path), "/pd/api/v1/operators/%u", (unsigned)fuzz_below(in, 5));
     }
-    uint64_t id = 0;
-    sscanf(path + strlen("/pd/api/v1/operators/"), "%" SCNu64, &id);
+    /* A named (non-numeric) operator reads as id 0, which no operator has. */
+    uint64_t id = strtoull(path + strlen("/pd/api/v1/operators/"), NULL, 10);
     pd__cluster_lock(f->c);
     bool running = pd__map_get(&f->c->ops, id) != NULL;
     pd__cluster_unlock(f->c);

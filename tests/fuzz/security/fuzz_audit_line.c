@@ -186,7 +186,7 @@ static void mode_recipe(fuzz_in *in)
         off += l + 1;
     }
     FUZZ_CHECK(off == len);
-    if (in->n == 0)
+    if (in->n == 0 || len == 0)
         return;
 
     /* Edit the file. */

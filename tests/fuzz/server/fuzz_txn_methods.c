@@ -107,10 +107,12 @@ static ProtobufCMessage *call(fx *f, const stor_method *m, ProtobufCMessage *req
     FUZZ_CHECK(fd != NULL);
     void *slot = (char *)req + fd->offset;
     Kvrpcpb__Context *orig, *mine;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): copies a pointer */
     memcpy(&orig, slot, sizeof(orig));
     Kvrpcpb__Context ctx = KVRPCPB__CONTEXT__INIT;
     ctx.region_id = 1;
     mine = &ctx;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): copies a pointer */
     memcpy(slot, &mine, sizeof(mine));
     answer a = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, m->resp_desc, NULL};
     int rc = m->fn(f->s, req, on_done, &a);
@@ -124,6 +126,7 @@ static ProtobufCMessage *call(fx *f, const stor_method *m, ProtobufCMessage *req
             FUZZ_CHECK(pthread_cond_timedwait(&a.cv, &a.mu, &dl) == 0); /* answered in time */
         pthread_mutex_unlock(&a.mu);
     }
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): copies a pointer */
     memcpy(slot, &orig, sizeof(orig));
     /* Exactly once, and only when taken (a late second answer would land here too). */
     pthread_mutex_lock(&a.mu);
@@ -468,6 +471,8 @@ static void step(fx *f, fuzz_in *in)
     size_t n = 0;
     while (stor_txn_methods[n].name != NULL)
         n++;
+    if (n == 0)
+        return;
     uint8_t b = fuzz_u8(in);
     const stor_method *m = &stor_txn_methods[b % n];
     bool atomic = strcmp(m->name, "KvPrewrite") == 0 || strcmp(m->name, "KvCommit") == 0;

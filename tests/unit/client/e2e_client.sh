@@ -67,6 +67,9 @@ check "txn get deleted" 1 "not found" -- "${c[@]}" txn get t1
 check "region by key" 0 "leader store: 1" -- "${c[@]}" region k1
 check "region by id" 0 '"id": 2' -- "${c[@]}" --json region --id 2
 check "region unknown" 4 "failed" -- "${c[@]}" region --id 999
+# A rejected key frees its buffer (LeakSanitizer fails the run otherwise).
+check "region bad hex key" 2 "is not hex" -- "${c[@]}" --hex region 7z
+check "raw get bad hex key" 2 "is not hex" -- "${c[@]}" --hex raw get 7z
 check "stores" 0 "ADDRESS" -- "${c[@]}" store
 check "one store json" 0 '"id": 3' -- "${c[@]}" --json store 3
 check "cluster" 0 "regions: 1" -- "${c[@]}" cluster

@@ -459,6 +459,7 @@ static void h_raw_batch_get(fake_store *st, ProtobufCMessage *m, tkv_buf *out)
     for (size_t i = 0; i < q->n_keys; i++)
         KEY_OR_ANSWER(r, sl(q->keys[i]), false);
     Kvrpcpb__KvPair *pairs = calloc(q->n_keys + 1, sizeof(*pairs));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     Kvrpcpb__KvPair **pp = calloc(q->n_keys + 1, sizeof(*pp));
     for (size_t i = 0; i < q->n_keys; i++) {
         fs_raw *e = raw_find(fc, sl(q->keys[i]));
@@ -615,6 +616,7 @@ static void h_raw_scan(fake_store *st, ProtobufCMessage *m, tkv_buf *out)
         pack(&r.base, out);
     } else {
         Kvrpcpb__KvPair *pairs = calloc(q->limit + 1, sizeof(*pairs));
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
         Kvrpcpb__KvPair **pp = calloc(q->limit + 1, sizeof(*pp));
         for (size_t k = 0; k < fc->n_raw && r.n_kvs < q->limit; k++) {
             size_t i = q->reverse ? fc->n_raw - 1 - k : k;
@@ -742,6 +744,7 @@ static void h_kv_batch_get(fake_store *st, ProtobufCMessage *m, tkv_buf *out)
         KEY_OR_ANSWER(r, sl(q->keys[i]), true);
     size_t n = q->n_keys + 1;
     Kvrpcpb__KvPair *pairs = calloc(n, sizeof(*pairs));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     Kvrpcpb__KvPair **pp = calloc(n, sizeof(*pp));
     Kvrpcpb__KeyError *kes = calloc(n, sizeof(*kes));
     Kvrpcpb__LockInfo *lis = calloc(n, sizeof(*lis));
@@ -789,6 +792,7 @@ static void h_kv_scan(fake_store *st, ProtobufCMessage *m, tkv_buf *out)
     } else {
         size_t n = q->limit + 1;
         Kvrpcpb__KvPair *pairs = calloc(n, sizeof(*pairs));
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
         Kvrpcpb__KvPair **pp = calloc(n, sizeof(*pp));
         Kvrpcpb__KeyError *kes = calloc(n, sizeof(*kes));
         Kvrpcpb__LockInfo *lis = calloc(n, sizeof(*lis));
@@ -838,6 +842,7 @@ static void h_kv_prewrite(fake_store *st, ProtobufCMessage *m, tkv_buf *out)
              q->n_mutations, q->start_version, 0);
     size_t n = q->n_mutations + 1;
     Kvrpcpb__KeyError *kes = calloc(n, sizeof(*kes));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     Kvrpcpb__KeyError **kp = calloc(n, sizeof(*kp));
     Kvrpcpb__LockInfo *lis = calloc(n, sizeof(*lis));
     Kvrpcpb__WriteConflict *wcs = calloc(n, sizeof(*wcs));
@@ -1130,7 +1135,9 @@ static void on_batch_request(rpc_call *call, tkv_slice msg, void *ud)
     pthread_mutex_unlock(&st->fc->pd->mu);
     size_t n = q->n_requests;
     Tikvpb__BatchCommandsResponse__Response *resps = calloc(n + 1, sizeof(*resps));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     Tikvpb__BatchCommandsResponse__Response **rp = calloc(n + 1, sizeof(*rp));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     ProtobufCMessage **inner = calloc(n + 1, sizeof(*inner));
     uint64_t *ids = calloc(n + 1, sizeof(*ids));
     size_t k = 0;
@@ -1138,6 +1145,8 @@ static void on_batch_request(rpc_call *call, tkv_slice msg, void *ud)
         const ProtobufCFieldDescriptor *f = oneof_field(&q->requests[i]->base);
         const fs_method *md = f != NULL ? method_by_field((int)f->id) : NULL;
         assert_non_null(md);
+        if (f == NULL || md == NULL) /* not reached: the assert failed the test */
+            break;
         ProtobufCMessage *req = *(ProtobufCMessage **)((char *)q->requests[i] + f->offset);
         tkv_buf out;
         tkv_buf_init(&out);

@@ -391,7 +391,7 @@ static void scan_with_split(bool reverse, uint64_t split_id, const char *at, int
     fx_reopen(&f, &o);
     char k[16];
     int n = 0;
-    for (char c = 'a'; c <= 'z'; c++) {
+    for (int c = 'a'; c <= 'z'; c++) {
         for (int j = 0; j < 5; j++, n++) {
             snprintf(k, sizeof(k), "%c%d", c, j);
             fake_cluster_raw_put(&f.fc, tkv_slice_str(k), tkv_slice_str(k));

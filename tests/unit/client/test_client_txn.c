@@ -234,7 +234,7 @@ static void test_reads_see_the_snapshot_and_their_own_writes(void **state)
     start(&f);
     tikvc_txn *w = begin(&f);
     char k[8];
-    for (char c = 'a'; c <= 'z'; c += 3) {
+    for (int c = 'a'; c <= 'z'; c += 3) {
         snprintf(k, sizeof(k), "%c", c);
         set(w, k, k);
     }

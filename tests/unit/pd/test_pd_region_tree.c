@@ -86,7 +86,7 @@ static void test_tree_finds_regions_by_key_and_walks_in_order(void **state)
     assert_null(pd__rt_prev_adjacent(&t, tkv_slice_str("a")));
     assert_null(pd__rt_prev_adjacent(&t, tkv_slice_str("g")));
     /* in-order walk both ways */
-    uint64_t ids[3];
+    uint64_t ids[3] = {0};
     size_t n = 0;
     for (pd_region *r = pd__rt_first(&t); r; r = pd__rt_next(&t, r))
         ids[n++] = pd__region_id(r);
@@ -202,10 +202,8 @@ typedef struct mregion {
 
 static void key_name(int i, char *out)
 {
-    if (i <= 0)
-        out[0] = '\0';
-    else if (i >= MODEL_KEYS)
-        out[0] = '\0';
+    if (i <= 0 || i >= MODEL_KEYS)
+        out[0] = '\0'; /* the unbounded ends */
     else
         snprintf(out, 8, "k%02d", i);
 }

@@ -69,8 +69,8 @@ static const char *model_get(const model *m, int k, uint64_t ts)
 typedef enum phase { P_READ, P_PREWRITE, P_COMMIT_PRIMARY, P_COMMIT_SECONDARY, P_DONE } phase;
 
 typedef struct txn {
-    phase ph;
     uint64_t start_ts, commit_ts;
+    phase ph;
     int reads_left;
     int nw;
     int wkey[MAXW];

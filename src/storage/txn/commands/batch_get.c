@@ -8,6 +8,7 @@ static int process(txn_cmd *c, mvcc_reader *r)
 {
     const Kvrpcpb__BatchGetRequest *req = (const Kvrpcpb__BatchGetRequest *)c->req;
     Kvrpcpb__BatchGetResponse *resp = (Kvrpcpb__BatchGetResponse *)c->resp;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     resp->pairs = txn_arena_alloc(&c->arena, c->n_keys * sizeof(*resp->pairs));
     if (resp->pairs == NULL && c->n_keys > 0)
         return -ENOMEM;

@@ -56,6 +56,7 @@ static int check_one(txn_cmd *c, mvcc_reader *r, tkv_slice key, sec_status *stat
 static int process(txn_cmd *c, mvcc_reader *r)
 {
     Kvrpcpb__CheckSecondaryLocksResponse *resp = (Kvrpcpb__CheckSecondaryLocksResponse *)c->resp;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     resp->locks = txn_arena_alloc(&c->arena, c->n_keys * sizeof(*resp->locks));
     if (resp->locks == NULL && c->n_keys > 0)
         return -ENOMEM;

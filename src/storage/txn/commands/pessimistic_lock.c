@@ -16,6 +16,7 @@ typedef struct lock_state {
 static int one_error(txn_cmd *c, const mvcc_err *e)
 {
     Kvrpcpb__PessimisticLockResponse *resp = (Kvrpcpb__PessimisticLockResponse *)c->resp;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     resp->errors = txn_arena_alloc(&c->arena, sizeof(*resp->errors));
     if (resp->errors == NULL || (resp->errors[0] = txn__key_error(c, e)) == NULL)
         return -ENOMEM;

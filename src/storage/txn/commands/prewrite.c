@@ -20,6 +20,7 @@ static int one_error(txn_cmd *c, const mvcc_err *e)
 {
     Kvrpcpb__PrewriteResponse *resp = (Kvrpcpb__PrewriteResponse *)c->resp;
     mvcc_txn_clear(c->txn);
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     resp->errors = txn_arena_alloc(&c->arena, sizeof(*resp->errors));
     if (resp->errors == NULL || (resp->errors[0] = txn__key_error(c, e)) == NULL)
         return -ENOMEM;
@@ -40,6 +41,7 @@ static int process(txn_cmd *c, mvcc_reader *r)
         .skip_constraint_check = req->skip_constraint_check,
         .assertion_level = req->assertion_level,
     };
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     resp->errors = txn_arena_alloc(&c->arena, req->n_mutations * sizeof(*resp->errors));
     if (resp->errors == NULL && req->n_mutations > 0)
         return -ENOMEM;

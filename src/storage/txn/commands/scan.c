@@ -28,6 +28,7 @@ static int process(txn_cmd *c, mvcc_reader *r)
     rc = mvcc_scanner_new(c->snap, &o, &sc);
     if (rc != 0)
         return rc;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
     resp->pairs = txn_arena_alloc(&c->arena, limit * sizeof(*resp->pairs));
     mvcc_err e;
     mvcc_err_init(&e);

@@ -17,10 +17,12 @@ static int add_lock(void *ud, tkv_slice enc_key, const txn_lock *lock)
     Kvrpcpb__ScanLockResponse *resp = (Kvrpcpb__ScanLockResponse *)s->c->resp;
     if (resp->n_locks == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 64;
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
         Kvrpcpb__LockInfo **locks = txn_arena_alloc(&s->c->arena, cap * sizeof(*locks));
         if (locks == NULL)
             return -ENOMEM;
         if (resp->n_locks)
+            /* NOLINTNEXTLINE(bugprone-sizeof-expression): copies a pointer */
             memcpy(locks, resp->locks, resp->n_locks * sizeof(*locks));
         resp->locks = locks;
         s->cap = cap;
