@@ -43,3 +43,24 @@ void tpki_cert(const char *dir, const char *ca, const char *base, const char *cn
              dir, base, base, cn, ext, base, base, ca, ca, base, base);
     tpki_run(cmd);
 }
+
+void tpki_replace(const char *src_dir, const char *src, const char *dst_dir, const char *dst)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "cp '%s/%s' '%s/.%s.tmp' && mv '%s/.%s.tmp' '%s/%s'", src_dir, src,
+             dst_dir, dst, dst_dir, dst, dst_dir, dst);
+    tpki_run(cmd);
+}
+
+void tpki_live(const char *dir, const char *live, const char *ca, const char *server)
+{
+    char cmd[512], name[128];
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", live);
+    tpki_run(cmd);
+    snprintf(name, sizeof(name), "%s.pem", ca);
+    tpki_replace(dir, name, live, "ca.pem");
+    snprintf(name, sizeof(name), "%s.pem", server);
+    tpki_replace(dir, name, live, "server.pem");
+    snprintf(name, sizeof(name), "%s.key", server);
+    tpki_replace(dir, name, live, "server.key");
+}

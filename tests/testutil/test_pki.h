@@ -17,6 +17,14 @@ void tpki_ca(const char *dir, const char *base, const char *cn);
  * "extendedKeyUsage=clientAuth"). */
 void tpki_cert(const char *dir, const char *ca, const char *base, const char *cn, const char *ext);
 
+/* Replaces @dst_dir/@dst with @src_dir/@src by copy and rename (a new inode, atomically, as
+ * an operator rotating a certificate would). */
+void tpki_replace(const char *src_dir, const char *src, const char *dst_dir, const char *dst);
+
+/* Creates @live and puts a server's files in it: ca.pem, server.pem and server.key, copied
+ * from <@ca>.pem, <@server>.pem and <@server>.key in @dir. */
+void tpki_live(const char *dir, const char *live, const char *ca, const char *server);
+
 /* Runs a shell command and fails the test unless it exits 0. */
 void tpki_run(const char *cmd);
 

@@ -47,12 +47,7 @@ static int setup(void **state)
     tpki_cert(e->dir, "ca", "client", "tikv-client", client);
     tpki_cert(e->dir, "ca", "evil", "evil-tikv-client", client);
     tpki_cert(e->dir, "ca2", "foreign", "tikv-client", client);
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd),
-             "mkdir -p '%s' && cp '%s/ca.pem' '%s/ca.pem' && cp '%s/server.pem' '%s/server.pem' "
-             "&& cp '%s/server.key' '%s/server.key'",
-             e->live, e->dir, e->live, e->dir, e->live, e->dir, e->live);
-    tpki_run(cmd);
+    tpki_live(e->dir, e->live, "ca", "server");
     assert_int_equal(pthread_mutex_init(&e->mu, NULL), 0);
     assert_int_equal(curl_global_init(CURL_GLOBAL_DEFAULT), 0);
     *state = e;
@@ -233,14 +228,6 @@ static void test_mutual_tls_admits_exact_names_and_reports_refusals(void **state
     http_server_stop(srv);
 }
 
-static void replace_file(const env *e, const char *src, const char *dst)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "cp '%s/%s' '%s/.tmp' && mv '%s/.tmp' '%s/%s'", e->dir, src, e->live,
-             e->live, e->live, dst);
-    tpki_run(cmd);
-}
-
 static void test_rotated_server_certificate_is_served_without_restart(void **state)
 {
     env *e = *state;
@@ -250,16 +237,16 @@ static void test_rotated_server_certificate_is_served_without_restart(void **sta
     char body[256];
     assert_int_equal(fetch(e, port, "ca", "client", false, body, sizeof(body)), 200);
     assert_int_equal(fetch(e, port, "ca2", "foreign", false, body, sizeof(body)), -1);
-    replace_file(e, "server2.pem", "server.pem");
-    replace_file(e, "server2.key", "server.key");
-    replace_file(e, "ca2.pem", "ca.pem");
+    tpki_replace(e->dir, "server2.pem", e->live, "server.pem");
+    tpki_replace(e->dir, "server2.key", e->live, "server.key");
+    tpki_replace(e->dir, "ca2.pem", e->live, "ca.pem");
     assert_int_equal(fetch(e, port, "ca2", "foreign", false, body, sizeof(body)), 200);
     assert_string_equal(body, "hello tikv-client");
     assert_int_equal(fetch(e, port, "ca", "client", false, body, sizeof(body)), -1);
     /* Back, so later tests start from the first CA. */
-    replace_file(e, "server.pem", "server.pem");
-    replace_file(e, "server.key", "server.key");
-    replace_file(e, "ca.pem", "ca.pem");
+    tpki_replace(e->dir, "server.pem", e->live, "server.pem");
+    tpki_replace(e->dir, "server.key", e->live, "server.key");
+    tpki_replace(e->dir, "ca.pem", e->live, "ca.pem");
     assert_int_equal(fetch(e, port, "ca", "client", false, body, sizeof(body)), 200);
     http_server_stop(srv);
 }

@@ -41,12 +41,7 @@ static int setup(void **state)
     tpki_cert(p->dir, "ca1", "tikv1", "tikv", client);
     tpki_cert(p->dir, "ca2", "tikv2", "tikv", client);
     tpki_cert(p->dir, "ca1", "rogue1", "rogue", client);
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd),
-             "mkdir -p '%s' && cp '%s/ca1.pem' '%s/ca.pem' && cp '%s/server1.pem' "
-             "'%s/server.pem' && cp '%s/server1.key' '%s/server.key'",
-             p->live, p->dir, p->live, p->dir, p->live, p->dir, p->live);
-    tpki_run(cmd);
+    tpki_live(p->dir, p->live, "ca1", "server1");
     *state = p;
     return 0;
 }
@@ -59,15 +54,6 @@ static int teardown(void **state)
     tpki_run(cmd);
     free(p);
     return 0;
-}
-
-/* Replaces @dst_dir/@dst with @src_dir/@src by copy and rename (a new inode, atomically). */
-static void replace_file(const char *src_dir, const char *src, const char *dst_dir, const char *dst)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "cp '%s/%s' '%s/.%s.tmp' && mv '%s/.%s.tmp' '%s/%s'", src_dir, src,
-             dst_dir, dst, dst_dir, dst, dst_dir, dst);
-    tpki_run(cmd);
 }
 
 /* Calls RawGet once through a new client trusting <@ca>.pem and presenting <@cert>.pem. */
@@ -119,9 +105,9 @@ static void test_rotated_server_certificate_and_ca_serve_new_connections(void **
     assert_int_equal(call_once(p, &f, "ca2", "tikv2"), RPC_UNAVAILABLE);
 
     /* Rotate everything to the second CA: the running server picks it up. */
-    replace_file(p->dir, "server2.pem", p->live, "server.pem");
-    replace_file(p->dir, "server2.key", p->live, "server.key");
-    replace_file(p->dir, "ca2.pem", p->live, "ca.pem");
+    tpki_replace(p->dir, "server2.pem", p->live, "server.pem");
+    tpki_replace(p->dir, "server2.key", p->live, "server.key");
+    tpki_replace(p->dir, "ca2.pem", p->live, "ca.pem");
     assert_int_equal(call_once(p, &f, "ca2", "tikv2"), RPC_OK);
     /* The first CA's clients no longer trust the server, and their certificates are no
      * longer trusted by it. */
@@ -129,11 +115,11 @@ static void test_rotated_server_certificate_and_ca_serve_new_connections(void **
 
     /* Half a rotation (a key that does not belong to the certificate) is ignored: the server
      * keeps presenting the last good set. */
-    replace_file(p->dir, "server1.key", p->live, "server.key");
+    tpki_replace(p->dir, "server1.key", p->live, "server.key");
     assert_int_equal(call_once(p, &f, "ca2", "tikv2"), RPC_OK);
     /* Completing it takes effect. */
-    replace_file(p->dir, "server1.pem", p->live, "server.pem");
-    replace_file(p->dir, "ca1.pem", p->live, "ca.pem");
+    tpki_replace(p->dir, "server1.pem", p->live, "server.pem");
+    tpki_replace(p->dir, "ca1.pem", p->live, "ca.pem");
     assert_int_equal(call_once(p, &f, "ca1", "tikv1"), RPC_OK);
     fix_stop(&f, 1000);
 }
@@ -152,9 +138,9 @@ static void test_a_client_presents_its_rotated_certificate_after_reconnecting(vo
     char cmd[256];
     snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", dir);
     tpki_run(cmd);
-    replace_file(p->dir, "ca1.pem", dir, "ca.pem");
-    replace_file(p->dir, "rogue1.pem", dir, "client.pem");
-    replace_file(p->dir, "rogue1.key", dir, "client.key");
+    tpki_replace(p->dir, "ca1.pem", dir, "ca.pem");
+    tpki_replace(p->dir, "rogue1.pem", dir, "client.pem");
+    tpki_replace(p->dir, "rogue1.key", dir, "client.key");
     char ca[160], cert[160], key[160];
     snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
     snprintf(cert, sizeof(cert), "%s/client.pem", dir);
@@ -177,8 +163,8 @@ static void test_a_client_presents_its_rotated_certificate_after_reconnecting(vo
                      TKV_ERPC);
     assert_int_equal(st.code, RPC_PERMISSION_DENIED);
 
-    replace_file(p->dir, "tikv1.key", dir, "client.key");
-    replace_file(p->dir, "tikv1.pem", dir, "client.pem");
+    tpki_replace(p->dir, "tikv1.key", dir, "client.key");
+    tpki_replace(p->dir, "tikv1.pem", dir, "client.pem");
     /* Each attempt uses a new connection (a new connection index); the file watcher rereads
      * the files every second, so within a few seconds a connection presents "tikv". */
     uint64_t deadline = tkv_clock_mono_ms() + FIX_TIMEOUT_MS;
