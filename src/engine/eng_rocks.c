@@ -118,7 +118,7 @@ static void opts_apply(rocksdb_options_t *o, const eng_options *e, rocksdb_cache
      * preallocates per output file (about 1.1x): with 64MB, one compaction on a nearly full
      * disk asked for ~70MB at once, failed with ENOSPC while the disk watcher still saw room
      * above the reserve, and left the engine in its background-error state. */
-    rocksdb_options_set_target_file_size_base(o, 8u << 20);
+    rocksdb_options_set_target_file_size_base(o, ENG_TARGET_FILE_BYTES);
 
     rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
     if (e->block_cache_bytes > 0) {

@@ -29,6 +29,15 @@ void eng_options_init(eng_options *o)
     o->block_cache_bytes = (size_t)64 << 20;
 }
 
+uint64_t eng_headroom_bytes(const eng_options *o)
+{
+    uint64_t buffer = o->write_buffer_bytes > 0 ? (uint64_t)o->write_buffer_bytes
+                                                : (uint64_t)64 << 20; /* RocksDB's default */
+    uint64_t jobs = o->max_background_jobs > 0 ? (uint64_t)o->max_background_jobs : 2;
+    uint64_t total = ENG_CF_COUNT * buffer + jobs * ENG_TARGET_FILE_BYTES;
+    return total + total / 10;
+}
+
 void eng__db_init(eng_db *db, const eng_ops *ops, const eng_options *opts)
 {
     db->ops = ops;

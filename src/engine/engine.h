@@ -93,6 +93,16 @@ typedef struct eng_options {
 /* Sets @o to the defaults: name "engine", create_if_missing, 64 MiB block cache, the rest 0. */
 void eng_options_init(eng_options *o);
 
+/* RocksDB's target file size for level compaction outputs (TiKV's target-file-size-base). */
+#define ENG_TARGET_FILE_BYTES ((uint64_t)8 << 20)
+
+/* Returns the disk space an engine opened with @o may take at once after writes stop coming:
+ * every column family's memtable flushed (write_buffer_bytes each, RocksDB's 64 MiB when 0)
+ * plus one compaction output file per background job (ENG_TARGET_FILE_BYTES each), with the
+ * 10% RocksDB adds when it preallocates a file. A disk-full gate must refuse writes while at
+ * least this much is still free, or a flush or compaction can fail with ENOSPC. */
+uint64_t eng_headroom_bytes(const eng_options *o);
+
 /* ---- the database handle ---------------------------------------------------------------- */
 
 typedef struct eng_db eng_db;

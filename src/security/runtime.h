@@ -8,13 +8,15 @@
  *     directory, the encrypting RocksDB environment for every engine the server opens, and
  *     data-key rotation on a timer (sec_keys_rotate_if_due once a second);
  *   - TiKV's storage.reserve-space: the reserved amount is max(reserve-space, 5% of the
- *     capacity) (0 switches it off), a placeholder file of a fifth of it
- *     (space_placeholder_file) is allocated at start when the disk has room, and a watcher
- *     classifies the free space once a second as TiKV does: AlmostFull below the reserved
- *     amount, AlreadyFull below half of it. On AlreadyFull the placeholder is deleted to give
- *     compaction and recovery room; back to Normal with room to spare, it is allocated again.
- *     The capacity is the file system's size, or raftstore.capacity when that is smaller (the
- *     used space is then the data directory's size, as TiKV counts it);
+ *     capacity, twice the engines' headroom) (0 switches it off; the headroom term is ours:
+ *     writes stop at half the reserve, and what is left must hold the memtable flushes and
+ *     compaction outputs the engines may still allocate at once, see eng_headroom_bytes), a
+ * placeholder file of a fifth of it (space_placeholder_file) is allocated at start when the disk
+ * has room, and a watcher classifies the free space once a second as TiKV does: AlmostFull below
+ * the reserved amount, AlreadyFull below half of it. On AlreadyFull the placeholder is deleted to
+ * give compaction and recovery room; back to Normal with room to spare, it is allocated again. The
+ * capacity is the file system's size, or raftstore.capacity when that is smaller (the used space is
+ * then the data directory's size, as TiKV counts it);
  *   - the open-file limit, raised to the hard limit and checked against what the server
  *     needs (a WARN when it stays below).
  *
@@ -65,9 +67,13 @@ typedef struct sec_runtime_opts {
     const sec_config *config;
     uint64_t reserve_space_bytes; /* storage.reserve-space; 0: no placeholder, no watcher */
     uint64_t capacity_bytes;      /* raftstore.capacity; 0: the file system's size */
-    uint64_t check_interval_ms;   /* watcher period, default 1000 (TiKV's) */
-    sec_space_fn space;           /* NULL: statvfs */
-    void *space_ud;               /* for @space */
+    /* What the engines may allocate at once when writes have stopped (the sum of
+     * eng_headroom_bytes over the engines on this disk); the reserve is raised to twice it,
+     * so AlreadyFull (half the reserve) still leaves that much free. 0: not considered. */
+    uint64_t engine_headroom_bytes;
+    uint64_t check_interval_ms; /* watcher period, default 1000 (TiKV's) */
+    sec_space_fn space;         /* NULL: statvfs */
+    void *space_ud;             /* for @space */
     /* The open-file limit the server needs (TiKV checks for 82920); 0: not checked. The soft
      * limit is raised to the hard one and a WARN names a limit still below this. */
     uint64_t min_open_files;

@@ -274,7 +274,7 @@ static int open_encryption(sec_runtime *r, const sec_runtime_opts *o, char *err)
 }
 
 /* Sets the thresholds and the placeholder as TiKV does at start. */
-static int open_reserve(sec_runtime *r, uint64_t reserve_cfg, char *err)
+static int open_reserve(sec_runtime *r, uint64_t reserve_cfg, uint64_t headroom, char *err)
 {
     uint64_t freed;
     int rc = sec_reserve_release(r->dir, &freed);
@@ -290,6 +290,18 @@ static int open_reserve(sec_runtime *r, uint64_t reserve_cfg, char *err)
     if (reserve_cfg == 0)
         return 0;
     r->reserved = TKV_MAX(reserve_cfg, capacity / 20);
+    if (headroom > UINT64_MAX / 2)
+        headroom = UINT64_MAX / 2;
+    if (2 * headroom > r->reserved) {
+        TKV_LOG_INFO("reserve raised to twice the engines' flush and compaction headroom",
+                     TKV_LF_STR("server", r->name), TKV_LF_U64("reserve_space", reserve_cfg),
+                     TKV_LF_U64("headroom", headroom), TKV_LF_U64("reserved", 2 * headroom));
+        r->reserved = 2 * headroom;
+    }
+    if (r->reserved >= capacity)
+        TKV_LOG_WARN("the disk reserve is not smaller than the disk: writes are refused",
+                     TKV_LF_STR("server", r->name), TKV_LF_U64("capacity", capacity),
+                     TKV_LF_U64("reserved", r->reserved));
     r->full_below = r->reserved / 2;
     r->placeholder = r->reserved / 5;
     if (available > r->reserved) {
@@ -355,7 +367,7 @@ int sec_runtime_open(const sec_runtime_opts *o, sec_runtime **out, char err[TKV_
     if (rc == 0)
         rc = open_encryption(r, o, err);
     if (rc == 0)
-        rc = open_reserve(r, o->reserve_space_bytes, err);
+        rc = open_reserve(r, o->reserve_space_bytes, o->engine_headroom_bytes, err);
     if (rc != 0) {
         sec_runtime_close(r);
         return rc;

@@ -73,8 +73,26 @@ static bool stop_requested(app *a)
 
 /* The data directory's security: created 0700, encryption keys and the encrypting
  * environment, the reserve-space placeholder and the disk watcher (issue 9). */
+/* The options of the kv engine (@raft false) or the raft engine (@raft true), without the
+ * environment: open_security sizes the disk reserve from them before the engines open. */
+static void engine_options(const app *a, bool raft, eng_options *o)
+{
+    eng_options_init(o);
+    if (raft) {
+        o->name = "raft";
+        o->block_cache_bytes = 16u << 20;
+        o->write_buffer_bytes = (size_t)a->cfg.rocksdb.raft_write_buffer_bytes;
+    } else {
+        o->name = "kv";
+        o->write_buffer_bytes = (size_t)a->cfg.rocksdb.kv_write_buffer_bytes;
+    }
+}
+
 static int open_security(app *a)
 {
+    eng_options kv, raft;
+    engine_options(a, false, &kv);
+    engine_options(a, true, &raft);
     sec_runtime_opts so;
     sec_runtime_opts_init(&so);
     so.name = "tikv";
@@ -82,6 +100,7 @@ static int open_security(app *a)
     so.config = &a->cfg.sec;
     so.reserve_space_bytes = a->cfg.storage.reserve_space_bytes;
     so.capacity_bytes = a->cfg.raftstore.capacity_bytes;
+    so.engine_headroom_bytes = eng_headroom_bytes(&kv) + eng_headroom_bytes(&raft);
     so.min_open_files = 82920; /* TiKV's start-up check */
     return sec_runtime_open(&so, &a->sec, a->err);
 }
@@ -94,18 +113,13 @@ static int open_engines(app *a)
     if (rc != 0)
         return rc;
     eng_options o;
-    eng_options_init(&o);
-    o.name = "kv";
-    o.write_buffer_bytes = (size_t)a->cfg.rocksdb.kv_write_buffer_bytes;
+    engine_options(a, false, &o);
     o.rocksdb_env = sec_runtime_rocksdb_env(a->sec);
     snprintf(path, sizeof(path), "%s/db", dir);
     rc = eng_rocks_open(path, &o, &a->kv, a->err);
     if (rc != 0)
         return rc;
-    eng_options_init(&o);
-    o.name = "raft";
-    o.block_cache_bytes = 16u << 20;
-    o.write_buffer_bytes = (size_t)a->cfg.rocksdb.raft_write_buffer_bytes;
+    engine_options(a, true, &o);
     o.rocksdb_env = sec_runtime_rocksdb_env(a->sec);
     snprintf(path, sizeof(path), "%s/raft", dir);
     return eng_rocks_open(path, &o, &a->raft, a->err);

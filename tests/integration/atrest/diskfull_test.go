@@ -22,10 +22,12 @@ import (
 )
 
 const (
-	// The store's whole file system, and storage.reserve-space: AlmostFull below 64 MiB free,
-	// AlreadyFull below 32 MiB. The reserve is large next to the data on purpose: RocksDB's
-	// compactions need room for a second copy of what they rewrite, and on a disk this small
-	// that is most of the data.
+	// The store's whole file system, and storage.reserve-space. The store raises the reserve
+	// to twice what its engines may flush and compact at once (with fastTiKV's 1 MiB
+	// memtables: 2 x (4 CFs x 1 MiB + 2 x 8 MiB outputs) x 1.1 per engine, 88 MiB in all), so
+	// AlmostFull comes below 88 MiB free and AlreadyFull below 44 MiB. The reserve is large
+	// next to the data on purpose: RocksDB's compactions need room for a second copy of what
+	// they rewrite, and on a disk this small that is most of the data.
 	smallFSBytes = 192 << 20
 	reserveSpace = "64MiB"
 )

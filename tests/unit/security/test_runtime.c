@@ -171,6 +171,43 @@ static void test_the_reserve_is_at_least_five_percent_of_the_capacity(void **sta
     sec_runtime_close(r);
 }
 
+static void test_the_reserve_leaves_the_engines_headroom_when_writes_stop(void **state)
+{
+    fx *f = *state;
+    f->fs_capacity = 1000 * MiB;
+    f->fs_available = 900 * MiB;
+    sec_runtime_opts o;
+    opts_for(f, &o);
+    o.reserve_space_bytes = 64 * MiB;
+    /* The engines may flush and compact 80 MiB at once: the reserve becomes 160 MiB, so
+     * AlreadyFull (half of it) still leaves them that room. */
+    o.engine_headroom_bytes = 80 * MiB;
+    sec_runtime *r;
+    char err[TKV_ERRMSG_LEN];
+    assert_int_equal(sec_runtime_open(&o, &r, err), 0);
+    assert_true(sec_runtime_reserved_bytes(r) == 160 * MiB);
+    f->fs_available = 150 * MiB; /* above the configured 64 MiB, inside the headroom */
+    sec_runtime_tick(r);
+    assert_int_equal(sec_runtime_disk_state(r), SEC_DISK_ALMOST_FULL);
+    f->fs_available = 79 * MiB;
+    sec_runtime_tick(r);
+    assert_int_equal(sec_runtime_disk_state(r), SEC_DISK_FULL);
+    sec_runtime_close(r);
+
+    /* A headroom below the configured reserve changes nothing; without a reserve there are
+     * no thresholds at all, whatever the headroom. */
+    f->fs_available = 900 * MiB;
+    o.engine_headroom_bytes = 10 * MiB;
+    assert_int_equal(sec_runtime_open(&o, &r, err), 0);
+    assert_true(sec_runtime_reserved_bytes(r) == 64 * MiB);
+    sec_runtime_close(r);
+    o.reserve_space_bytes = 0;
+    o.engine_headroom_bytes = 80 * MiB;
+    assert_int_equal(sec_runtime_open(&o, &r, err), 0);
+    assert_true(sec_runtime_reserved_bytes(r) == 0);
+    sec_runtime_close(r);
+}
+
 static void test_a_configured_capacity_counts_the_data_directory(void **state)
 {
     fx *f = *state;
@@ -311,6 +348,9 @@ int main(void)
             sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_the_reserve_is_at_least_five_percent_of_the_capacity,
                                         setup, sec_test_fixture_free),
+        cmocka_unit_test_setup_teardown(
+            test_the_reserve_leaves_the_engines_headroom_when_writes_stop, setup,
+            sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_a_configured_capacity_counts_the_data_directory, setup,
                                         sec_test_fixture_free),
         cmocka_unit_test_setup_teardown(test_encryption_opens_keys_and_rotates_them_on_the_timer,
