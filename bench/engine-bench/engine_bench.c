@@ -212,9 +212,11 @@ static int open_encryption(const char *dir, sec_method m, sec_keys **keys, sec_e
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: engine-bench [--engine rocks|mem] [--dir DIR] [--seconds S] "
-                    "[--value-bytes N] [--get-keys N]\n"
-                    "                    [--encrypt aes128-ctr|aes192-ctr|aes256-ctr]\n");
+    fprintf(stderr,
+            "usage: engine-bench [--engine rocks|mem] [--dir DIR] [--seconds S] "
+            "[--value-bytes N] [--get-keys N]\n"
+            "                    [--encrypt aes128-ctr|aes192-ctr|aes256-ctr]\n"
+            "                    [--write-buffer BYTES] [--recycle-wal N] [--block-cache BYTES]\n");
     return 2;
 }
 
@@ -225,6 +227,9 @@ int main(int argc, char **argv)
     double seconds = 2;
     bench b = {.batch = 1, .value_bytes = 100, .get_keys = 200000};
     sec_method method = SEC_PLAINTEXT;
+    size_t write_buffer = 0;
+    int recycle_wal = 0;
+    size_t block_cache = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -241,6 +246,12 @@ int main(int argc, char **argv)
             b.value_bytes = (size_t)strtoull(val, NULL, 10);
         else if (strcmp(a, "--get-keys") == 0)
             b.get_keys = strtoull(val, NULL, 10);
+        else if (strcmp(a, "--write-buffer") == 0)
+            write_buffer = (size_t)strtoull(val, NULL, 10);
+        else if (strcmp(a, "--block-cache") == 0)
+            block_cache = (size_t)strtoull(val, NULL, 10);
+        else if (strcmp(a, "--recycle-wal") == 0)
+            recycle_wal = (int)strtol(val, NULL, 10);
         else if (strcmp(a, "--encrypt") == 0) {
             if (sec_method_parse(val, &method) != 0 || method == SEC_PLAINTEXT)
                 return usage();
@@ -256,6 +267,10 @@ int main(int argc, char **argv)
     eng_options o;
     eng_options_init(&o);
     o.name = "bench";
+    o.write_buffer_bytes = write_buffer;
+    o.recycle_wal_files = recycle_wal;
+    if (block_cache > 0)
+        o.block_cache_bytes = block_cache;
     char err[TKV_ERRMSG_LEN];
     int rc;
     sec_keys *keys = NULL;

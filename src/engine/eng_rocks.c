@@ -107,6 +107,8 @@ static void opts_apply(rocksdb_options_t *o, const eng_options *e, rocksdb_cache
         rocksdb_options_set_wal_bytes_per_sync(o, e->wal_bytes_per_sync);
     if (e->max_total_wal_bytes > 0)
         rocksdb_options_set_max_total_wal_size(o, e->max_total_wal_bytes);
+    if (e->recycle_wal_files > 0)
+        rocksdb_options_set_recycle_log_file_num(o, (size_t)e->recycle_wal_files);
     if (e->wal_dir != NULL)
         rocksdb_options_set_wal_dir(o, e->wal_dir);
     if (e->rocksdb_env != NULL)
@@ -265,6 +267,13 @@ int eng_rocks_open(const char *path, const eng_options *opts, eng_db **out,
     const char *name = opts->name != NULL ? opts->name : "engine";
     if (path == NULL) {
         set_msg(msg, "open %s engine: no path", name);
+        return -EINVAL;
+    }
+    if (opts->recycle_wal_files > 0 && opts->rocksdb_env != NULL) {
+        set_msg(msg,
+                "open %s engine at %s: recycled WAL files and an encrypting environment "
+                "do not mix (AES-CTR would write twice at one offset)",
+                name, path);
         return -EINVAL;
     }
     rocks_db *r = tkv_calloc(1, sizeof(*r));

@@ -1051,6 +1051,64 @@ static void test_rocks_errors_carry_rocksdb_message(void **state)
     assert_string_equal(eng_errmsg(NULL), "");
 }
 
+static void test_rocks_recycled_wal_files_recover_every_synced_write(void **state)
+{
+    eng_fx *fx = FX(state);
+    char dir[200], err[TKV_ERRMSG_LEN], k[32], v[32];
+    snprintf(dir, sizeof(dir), "%s/recycled", fx->dir);
+    eng_options o;
+    eng_options_init(&o);
+    o.name = "raft";
+    o.recycle_wal_files = 2;
+    o.write_buffer_bytes = 64u << 10;
+    eng_db *db = NULL;
+    /* Several generations: each flush retires a WAL file that a later one reuses, so the
+     * reopen must stop at the end of the current records, not at old ones behind them. */
+    for (int gen = 0; gen < 4; gen++) {
+        assert_int_equal(eng_rocks_open(dir, &o, &db, err), 0);
+        for (int i = 0; i < 300; i++) {
+            snprintf(k, sizeof(k), "k%d-%03d", gen, i);
+            snprintf(v, sizeof(v), "v%d-%03d", gen, i);
+            eng_batch *b = batch_new(db);
+            assert_int_equal(eng_batch_put(b, ENG_CF_DEFAULT, S(k), S(v)), 0);
+            write_batch(db, b, true);
+            eng_batch_free(b);
+            if (i == 150)
+                assert_int_equal(eng_flush(db, true), 0);
+        }
+        eng_close(db);
+    }
+    assert_int_equal(eng_rocks_open(dir, &o, &db, err), 0);
+    for (int gen = 0; gen < 4; gen++)
+        for (int i = 0; i < 300; i++) {
+            snprintf(k, sizeof(k), "k%d-%03d", gen, i);
+            snprintf(v, sizeof(v), "v%d-%03d", gen, i);
+            eng_test_expect(db, ENG_CF_DEFAULT, k, v);
+        }
+    eng_close(db);
+
+    /* Reuse and an encrypting environment do not mix: refused before anything is opened. */
+    o.rocksdb_env = &o; /* never dereferenced: the pair is refused first */
+    assert_int_equal(eng_rocks_open(dir, &o, &db, err), -EINVAL);
+    assert_non_null(strstr(err, "recycled WAL"));
+    assert_int_equal(eng_rocks_destroy(dir, NULL, err), 0);
+}
+
+static void test_headroom_counts_every_memtable_and_compaction_output(void **state)
+{
+    (void)state;
+    eng_options o;
+    eng_options_init(&o);
+    o.write_buffer_bytes = 10u << 20;
+    o.max_background_jobs = 3;
+    /* 4 CFs x 10 MiB + 3 jobs x 8 MiB = 64 MiB, plus 10%. */
+    uint64_t want = (uint64_t)64 << 20;
+    assert_true(eng_headroom_bytes(&o) == want + want / 10);
+    eng_options_init(&o); /* RocksDB's defaults: 64 MiB memtables, 2 jobs */
+    want = (uint64_t)(4 * 64 + 2 * 8) << 20;
+    assert_true(eng_headroom_bytes(&o) == want + want / 10);
+}
+
 static void test_rocks_opens_database_with_extra_column_families(void **state)
 {
     eng_fx *fx = FX(state);
@@ -1445,6 +1503,8 @@ int main(void)
         MEM(test_closing_under_live_objects_aborts),
         ROCKS(test_rocks_errors_carry_rocksdb_message),
         ROCKS(test_rocks_opens_database_with_extra_column_families),
+        ROCKS(test_rocks_recycled_wal_files_recover_every_synced_write),
+        cmocka_unit_test(test_headroom_counts_every_memtable_and_compaction_output),
         cmocka_unit_test(test_mem_allocation_failures_return_enomem),
         BOTH(test_random_operations_match_a_model),
     };
