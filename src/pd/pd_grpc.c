@@ -225,7 +225,7 @@ static void put_store(pd_server *s, const ProtobufCMessage *m, rpc_call *call)
     if (!pd__check_header(s, req->header, call))
         return;
     pd_result res;
-    int rc = pd__cluster_put_store(s->cluster, req->store, &res);
+    int rc = pd__cluster_put_store_as(s->cluster, req->store, rpc_call_peer_cn(call), &res);
     if (rc != 0) {
         reply_internal(s, call, rc, &pdpb__put_store_response__descriptor);
         return;
@@ -280,7 +280,7 @@ static void store_heartbeat(pd_server *s, const ProtobufCMessage *m, rpc_call *c
         return;
     }
     pd_result res;
-    int rc = pd__cluster_store_heartbeat(s->cluster, req->stats, &res);
+    int rc = pd__cluster_store_heartbeat_as(s->cluster, req->stats, rpc_call_peer_cn(call), &res);
     if (rc != 0) {
         reply_internal(s, call, rc, &pdpb__store_heartbeat_response__descriptor);
         return;
