@@ -668,8 +668,9 @@ static rpc_code forged_send(const forged_stream *f)
     if (f->message != NULL) {
         tkv_buf b;
         tkv_buf_init(&b);
-        if (strcmp(f->method, "/tikvpb.Tikv/BatchRaft") == 0) {
-            assert_int_equal(tkv_buf_append_u8(&b, 0x0a), 0); /* BatchRaftMessage.msgs */
+        if (strcmp(f->method, "/tikvpb.Tikv/Raft") != 0) {
+            /* BatchRaftMessage.msgs or SnapshotChunk.message: both field 1. */
+            assert_int_equal(tkv_buf_append_u8(&b, 0x0a), 0);
             assert_int_equal(tkv_codec_encode_uvarint(&b, f->message->len), 0);
         }
         assert_int_equal(tkv_buf_append(&b, f->message->data, f->message->len), 0);
@@ -691,10 +692,23 @@ static bool stream_ends_with(void *arg)
     return forged_send(f) == f->want;
 }
 
-/* Packs a MsgHeartbeat for @region from the peer @from_peer on @from_store to node @to,
- * with term @term, into @out. */
-static void pack_heartbeat(cluster *c, int to, uint64_t region, uint64_t from_peer,
-                           uint64_t from_store, uint64_t term, tkv_buf *out)
+/* Returns how many received snapshot files ("rev_*") directory @dir holds. */
+static int received_snapshots(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += strncmp(de->d_name, "rev_", 4) == 0;
+    closedir(d);
+    return n;
+}
+
+/* Packs a raft message of type @type for @region from the peer @from_peer on @from_store to
+ * node @to, with term @term, into @out (a MsgSnapshot carries snapshot metadata at @term). */
+static void pack_raft(cluster *c, int to, uint64_t region, uint64_t from_peer, uint64_t from_store,
+                      uint64_t term, Eraftpb__MessageType type, tkv_buf *out)
 {
     rstore_region_info info;
     assert_true(info_of(c, to, region, &info));
@@ -707,10 +721,17 @@ static void pack_heartbeat(cluster *c, int to, uint64_t region, uint64_t from_pe
     ep.conf_ver = info.conf_ver;
     ep.version = info.version;
     Eraftpb__Message m = ERAFTPB__MESSAGE__INIT;
-    m.msg_type = ERAFTPB__MESSAGE_TYPE__MsgHeartbeat;
+    m.msg_type = type;
     m.to = tp.id;
     m.from = fp.id;
     m.term = term;
+    Eraftpb__SnapshotMetadata md = ERAFTPB__SNAPSHOT_METADATA__INIT;
+    md.term = term;
+    md.index = info.commit_index + 100;
+    Eraftpb__Snapshot snap = ERAFTPB__SNAPSHOT__INIT;
+    snap.metadata = &md;
+    if (type == ERAFTPB__MESSAGE_TYPE__MsgSnapshot)
+        m.snapshot = &snap;
     RaftServerpb__RaftMessage rm = RAFT_SERVERPB__RAFT_MESSAGE__INIT;
     rm.region_id = region;
     rm.from_peer = &fp;
@@ -751,7 +772,12 @@ static void test_replication_streams_must_name_a_sender_pd_knows(void **state)
      * make the follower step to that term. */
     tkv_buf hb;
     tkv_buf_init(&hb);
-    pack_heartbeat(&c, f, region, oinfo.peer_id, c.nodes[other].store_id, before.term + 5, &hb);
+    pack_raft(&c, f, region, oinfo.peer_id, c.nodes[other].store_id, before.term + 5,
+              ERAFTPB__MESSAGE_TYPE__MsgHeartbeat, &hb);
+    tkv_buf snap;
+    tkv_buf_init(&snap);
+    pack_raft(&c, f, region, oinfo.peer_id, c.nodes[other].store_id, before.term + 5,
+              ERAFTPB__MESSAGE_TYPE__MsgSnapshot, &snap);
     int refused0 = refused_count(&c, NULL, 0);
     char reason[200];
 
@@ -808,6 +834,16 @@ static void test_replication_streams_must_name_a_sender_pd_knows(void **state)
     /* The same sender with nothing forged is accepted. */
     fs.message = NULL;
     assert_int_equal(forged_send(&fs), RPC_OK);
+    /* A snapshot from the third store's peer on the leader's stream: refused, no file. */
+    fs.method = "/tikvpb.Tikv/Snapshot";
+    fs.message = &snap;
+    before_forged = refused_count(&c, NULL, 0);
+    int snaps = received_snapshots(c.nodes[f].dir);
+    rpc_code got = forged_send(&fs);
+    assert_true(got != RPC_OK);
+    assert_int_equal(received_snapshots(c.nodes[f].dir), snaps);
+    assert_int_equal(refused_count(&c, reason, sizeof(reason)), before_forged + 1);
+    assert_non_null(strstr(reason, "snapshot from a peer of store"));
 
     /* None of it reached Raft: the follower's term and the leader are what they were, and
      * the cluster still serves. */
@@ -820,6 +856,7 @@ static void test_replication_streams_must_name_a_sender_pd_knows(void **state)
     assert_true(rs_wait_for(get_matches, &g, 5000));
 
     tkv_buf_deinit(&hb);
+    tkv_buf_deinit(&snap);
     rpc_client_free(client);
     cluster_stop(&c);
 }
