@@ -85,6 +85,8 @@ typedef enum rstore_msg_type {
     RSTORE_MSG_QUERY,         /* query: fill region info and signal */
     RSTORE_MSG_DESTROY,       /* u64a = peer id to destroy (if it is still that peer) */
     RSTORE_MSG_SNAP_RECEIVED, /* raft: a MsgSnapshot whose file is complete */
+    RSTORE_MSG_WAKE,          /* (ctl) nothing: a round, so the transport queues the store
+                               * lookups incoming streams asked for */
 } rstore_msg_type;
 
 typedef struct rstore_write_req {

@@ -139,8 +139,11 @@ rstore_store_state rstore__transport_peer_store(rstore_transport *t, uint64_t st
         }
     }
     pthread_mutex_unlock(&t->mu);
-    if (ask)
-        atomic_store(&t->resolve_wanted, true); /* the poller queues it (see push_wanted) */
+    if (ask) {
+        /* The poller queues it (push_wanted) at once rather than at its next tick. */
+        atomic_store(&t->resolve_wanted, true);
+        rstore__poller_send_ctl(&s->poller, rstore__msg_new(RSTORE_MSG_WAKE, 0));
+    }
     return st;
 }
 
