@@ -710,7 +710,7 @@ static int received_snapshots(const char *dir)
 static void pack_raft(cluster *c, int to, uint64_t region, uint64_t from_peer, uint64_t from_store,
                       uint64_t term, Eraftpb__MessageType type, tkv_buf *out)
 {
-    rstore_region_info info;
+    rstore_region_info info = {0};
     assert_true(info_of(c, to, region, &info));
     Metapb__Peer fp = METAPB__PEER__INIT, tp = METAPB__PEER__INIT;
     fp.id = from_peer;
@@ -753,10 +753,8 @@ static void test_replication_streams_must_name_a_sender_pd_knows(void **state)
     int l = leader_of(&c, region);
     assert_true(l >= 0);
     int f = (l + 1) % 3, other = (l + 2) % 3; /* the follower attacked, a third store */
-    rstore_region_info lead, before;
-    assert_true(info_of(&c, l, region, &lead));
+    rstore_region_info before = {0}, oinfo = {0};
     assert_true(info_of(&c, f, region, &before));
-    rstore_region_info oinfo;
     assert_true(info_of(&c, other, region, &oinfo));
 
     rpc_client_opts co;
@@ -847,7 +845,7 @@ static void test_replication_streams_must_name_a_sender_pd_knows(void **state)
 
     /* None of it reached Raft: the follower's term and the leader are what they were, and
      * the cluster still serves. */
-    rstore_region_info after;
+    rstore_region_info after = {0};
     assert_true(info_of(&c, f, region, &after));
     assert_int_equal(after.term, before.term);
     assert_int_equal(leader_of(&c, region), l);
