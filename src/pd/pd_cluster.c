@@ -501,6 +501,7 @@ static bool cert_mismatch(const Metapb__Store *meta, const char *cn, pd_result *
         return false;
     pd__result_set(res, PDPB__ERROR_TYPE__UNKNOWN,
                    "store %" PRIu64 " is registered with another certificate name", meta->id);
+    res->identity_refused = true;
     TKV_LOG_WARN("store refused: certificate name differs from the registered one",
                  TKV_LF_U64("store_id", meta->id), TKV_LF_STR("cn", cn),
                  TKV_LF_STR("registered", had));
@@ -516,6 +517,7 @@ int pd__cluster_put_store_as(pd_cluster *c, const Metapb__Store *store, const ch
                              pd_result *res)
 {
     res->type = PDPB__ERROR_TYPE__OK;
+    res->identity_refused = false;
     pd__cluster_lock(c);
     int rc = 0;
     if (not_bootstrapped(c, res))
@@ -604,6 +606,7 @@ int pd__cluster_store_heartbeat_as(pd_cluster *c, const Pdpb__StoreStats *stats,
                                    const char *cert_name, pd_result *res)
 {
     res->type = PDPB__ERROR_TYPE__OK;
+    res->identity_refused = false;
     pd__cluster_lock(c);
     int rc = 0;
     if (not_bootstrapped(c, res))

@@ -500,6 +500,8 @@ uint64_t pd__cluster_now(const pd_cluster *c);
 typedef struct pd_result {
     Pdpb__ErrorType type; /* PDPB__ERROR_TYPE__OK on success */
     char msg[TKV_ERRMSG_LEN];
+    bool identity_refused; /* (the _as operations) the caller's certificate name is not the
+                            * store's: an audit matter, not only an error */
 } pd_result;
 
 void pd__result_set(pd_result *res, Pdpb__ErrorType type, const char *fmt, ...) TKV_PRINTF(3, 4);

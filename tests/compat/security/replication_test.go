@@ -15,11 +15,13 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pingcap/kvproto/pkg/eraftpb"
 	"github.com/pingcap/kvproto/pkg/metapb"
+	"github.com/pingcap/kvproto/pkg/pdpb"
 	"github.com/pingcap/kvproto/pkg/raft_serverpb"
 	"github.com/pingcap/kvproto/pkg/tikvpb"
 	"github.com/tikv-c/compat/cluster"
@@ -280,6 +282,73 @@ func TestReplicationIsAuthenticatedOverMutualTLS(t *testing.T) {
 		s.storeID = ""
 		if got := s.send(t); got != codes.Unauthenticated {
 			t.Fatalf("no store id: %v, want Unauthenticated", got)
+		}
+	})
+
+	t.Run("PD records each store's certificate name and refuses another certificate for it", func(t *testing.T) {
+		leadID := r.storeIDs[lead]
+		pdCall := func(client string, f func(context.Context, pdpb.PDClient) (*pdpb.ResponseHeader, error)) *pdpb.ResponseHeader {
+			var hdr *pdpb.ResponseHeader
+			code := call(t, p, c.PD.Addr, client, func(ctx context.Context, conn *grpc.ClientConn) error {
+				var err error
+				hdr, err = f(ctx, pdpb.NewPDClient(conn))
+				return err
+			})
+			if code != codes.OK {
+				t.Fatalf("PD call as %s: %v", client, code)
+			}
+			return hdr
+		}
+		getStore := func() *metapb.Store {
+			var st *metapb.Store
+			pdCall("client", func(ctx context.Context, pc pdpb.PDClient) (*pdpb.ResponseHeader, error) {
+				resp, err := pc.GetStore(ctx, &pdpb.GetStoreRequest{
+					Header: &pdpb.RequestHeader{ClusterId: r.clusterID}, StoreId: leadID})
+				if err == nil {
+					st = resp.Store
+				}
+				return resp.GetHeader(), err
+			})
+			return st
+		}
+		label := func(st *metapb.Store) string {
+			for _, l := range st.GetLabels() {
+				if l.Key == "tikv-c.cert-name" {
+					return l.Value
+				}
+			}
+			return ""
+		}
+		want := fmt.Sprintf("tikv-store-%d", lead+1)
+		if got := label(getStore()); got != want {
+			t.Fatalf("store %d's certificate name label %q, want %q", leadID, got, want)
+		}
+		// Store O's certificate re-registering the leader's store id (with its own name in
+		// the request's labels) and heartbeating for it: refused, audited, record unchanged.
+		hdr := pdCall(fmt.Sprintf("store%d", other+1), func(ctx context.Context, pc pdpb.PDClient) (*pdpb.ResponseHeader, error) {
+			resp, err := pc.PutStore(ctx, &pdpb.PutStoreRequest{
+				Header: &pdpb.RequestHeader{ClusterId: r.clusterID},
+				Store: &metapb.Store{Id: leadID, Address: "127.0.0.1:1",
+					Labels: []*metapb.StoreLabel{{Key: "tikv-c.cert-name", Value: want}}}})
+			return resp.GetHeader(), err
+		})
+		if hdr.GetError() == nil || !strings.Contains(hdr.GetError().Message, "another certificate name") {
+			t.Fatalf("PutStore of store %d by another store's certificate: %v", leadID, hdr.GetError())
+		}
+		hdr = pdCall(fmt.Sprintf("store%d", other+1), func(ctx context.Context, pc pdpb.PDClient) (*pdpb.ResponseHeader, error) {
+			resp, err := pc.StoreHeartbeat(ctx, &pdpb.StoreHeartbeatRequest{
+				Header: &pdpb.RequestHeader{ClusterId: r.clusterID},
+				Stats:  &pdpb.StoreStats{StoreId: leadID}})
+			return resp.GetHeader(), err
+		})
+		if hdr.GetError() == nil {
+			t.Fatalf("StoreHeartbeat of store %d by another store's certificate was accepted", leadID)
+		}
+		auditHas(t, c.PD.AuditLog, fmt.Sprintf("cn=tikv-store-%d", other+1), "/pdpb.PD/PutStore",
+			"another certificate name")
+		auditHas(t, c.PD.AuditLog, "/pdpb.PD/StoreHeartbeat", "another certificate name")
+		if st := getStore(); st.Address != c.Stores[lead].Addr || label(st) != want {
+			t.Fatalf("store %d's record changed: %v", leadID, st)
 		}
 	})
 
