@@ -481,9 +481,43 @@ out:
     return rc;
 }
 
+/* Returns the PD_CERT_NAME_LABEL value of @meta, or "" when it has none. */
+static const char *cert_name_of(const Metapb__Store *meta)
+{
+    for (size_t i = 0; i < meta->n_labels; i++) {
+        const Metapb__StoreLabel *l = meta->labels[i];
+        if (l->key != NULL && strcmp(l->key, PD_CERT_NAME_LABEL) == 0)
+            return l->value != NULL ? l->value : "";
+    }
+    return "";
+}
+
+/* Refuses (res, true) a caller whose certificate name @cn is not the one store @meta
+ * registered with. Without mutual TLS (@cn empty) nothing is checked. */
+static bool cert_mismatch(const Metapb__Store *meta, const char *cn, pd_result *res)
+{
+    const char *had = cert_name_of(meta);
+    if (cn == NULL || cn[0] == '\0' || had[0] == '\0' || strcmp(had, cn) == 0)
+        return false;
+    pd__result_set(res, PDPB__ERROR_TYPE__UNKNOWN,
+                   "store %" PRIu64 " is registered with another certificate name", meta->id);
+    res->identity_refused = true;
+    TKV_LOG_WARN("store refused: certificate name differs from the registered one",
+                 TKV_LF_U64("store_id", meta->id), TKV_LF_STR("cn", cn),
+                 TKV_LF_STR("registered", had));
+    return true;
+}
+
 int pd__cluster_put_store(pd_cluster *c, const Metapb__Store *store, pd_result *res)
 {
+    return pd__cluster_put_store_as(c, store, NULL, res);
+}
+
+int pd__cluster_put_store_as(pd_cluster *c, const Metapb__Store *store, const char *cert_name,
+                             pd_result *res)
+{
     res->type = PDPB__ERROR_TYPE__OK;
+    res->identity_refused = false;
     pd__cluster_lock(c);
     int rc = 0;
     if (not_bootstrapped(c, res))
@@ -498,6 +532,8 @@ int pd__cluster_put_store(pd_cluster *c, const Metapb__Store *store, pd_result *
         pd__result_set(res, PDPB__ERROR_TYPE__STORE_TOMBSTONE, "store is tombstone");
         goto out;
     }
+    if (old != NULL && cert_mismatch(old->meta, cert_name, res))
+        goto out;
     if (store->address == NULL || store->address[0] == '\0') {
         pd__result_set(res, PDPB__ERROR_TYPE__UNKNOWN,
                        "invalid put store %" PRIu64 ": empty address", store->id);
@@ -514,6 +550,19 @@ int pd__cluster_put_store(pd_cluster *c, const Metapb__Store *store, pd_result *
         }
     }
     Metapb__Store sm = *store;
+    /* The certificate name label is PD's to set: the caller's TLS name, never the request's. */
+    Metapb__StoreLabel cert_label = METAPB__STORE_LABEL__INIT;
+    Metapb__StoreLabel *labels[64];
+    sm.n_labels = 0;
+    sm.labels = labels;
+    for (size_t i = 0; i < store->n_labels && sm.n_labels < TKV_ARRAY_LEN(labels) - 1; i++)
+        if (store->labels[i]->key == NULL || strcmp(store->labels[i]->key, PD_CERT_NAME_LABEL) != 0)
+            labels[sm.n_labels++] = store->labels[i];
+    if (cert_name != NULL && cert_name[0] != '\0') {
+        cert_label.key = PD_CERT_NAME_LABEL;
+        cert_label.value = (char *)cert_name;
+        labels[sm.n_labels++] = &cert_label;
+    }
     sm.state = old != NULL ? old->meta->state : METAPB__STORE_STATE__Up;
     sm.node_state = old != NULL ? old->meta->node_state : METAPB__NODE_STATE__Serving;
     sm.last_heartbeat = old != NULL ? old->meta->last_heartbeat : 0;
@@ -550,7 +599,14 @@ out:
 
 int pd__cluster_store_heartbeat(pd_cluster *c, const Pdpb__StoreStats *stats, pd_result *res)
 {
+    return pd__cluster_store_heartbeat_as(c, stats, NULL, res);
+}
+
+int pd__cluster_store_heartbeat_as(pd_cluster *c, const Pdpb__StoreStats *stats,
+                                   const char *cert_name, pd_result *res)
+{
     res->type = PDPB__ERROR_TYPE__OK;
+    res->identity_refused = false;
     pd__cluster_lock(c);
     int rc = 0;
     if (not_bootstrapped(c, res))
@@ -565,6 +621,8 @@ int pd__cluster_store_heartbeat(pd_cluster *c, const Pdpb__StoreStats *stats, pd
         pd__result_set(res, PDPB__ERROR_TYPE__STORE_TOMBSTONE, "store is tombstone");
         goto out;
     }
+    if (cert_mismatch(s->meta, cert_name, res))
+        goto out;
     ProtobufCMessage *m;
     rc = pd__msg_clone(&stats->base, &m);
     if (rc != 0)

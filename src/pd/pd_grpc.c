@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "pd/pd_int.h"
 #include "rpc/rpc.h"
+#include "security/wire.h"
 
 struct pd_method_binding {
     pd_server *s;
@@ -219,17 +220,28 @@ static void get_store(pd_server *s, const ProtobufCMessage *m, rpc_call *call)
     pd__cluster_unlock(c);
 }
 
+/* Audits a store refused because its certificate name is not the one it registered with. */
+static void audit_identity(pd_server *s, rpc_call *call, const pd_result *res)
+{
+    if (!res->identity_refused)
+        return;
+    char peer[128];
+    rpc_call_peer(call, peer, sizeof(peer));
+    sec_wire_peer_rejected(s->wire, peer, rpc_call_peer_cn(call), rpc_call_method(call), res->msg);
+}
+
 static void put_store(pd_server *s, const ProtobufCMessage *m, rpc_call *call)
 {
     const Pdpb__PutStoreRequest *req = (const void *)m;
     if (!pd__check_header(s, req->header, call))
         return;
     pd_result res;
-    int rc = pd__cluster_put_store(s->cluster, req->store, &res);
+    int rc = pd__cluster_put_store_as(s->cluster, req->store, rpc_call_peer_cn(call), &res);
     if (rc != 0) {
         reply_internal(s, call, rc, &pdpb__put_store_response__descriptor);
         return;
     }
+    audit_identity(s, call, &res);
     pd_hdr b;
     Pdpb__PutStoreResponse resp = PDPB__PUT_STORE_RESPONSE__INIT;
     resp.header = pd__hdr(s, &b, &res);
@@ -280,11 +292,12 @@ static void store_heartbeat(pd_server *s, const ProtobufCMessage *m, rpc_call *c
         return;
     }
     pd_result res;
-    int rc = pd__cluster_store_heartbeat(s->cluster, req->stats, &res);
+    int rc = pd__cluster_store_heartbeat_as(s->cluster, req->stats, rpc_call_peer_cn(call), &res);
     if (rc != 0) {
         reply_internal(s, call, rc, &pdpb__store_heartbeat_response__descriptor);
         return;
     }
+    audit_identity(s, call, &res);
     pd_hdr b;
     Pdpb__StoreHeartbeatResponse resp = PDPB__STORE_HEARTBEAT_RESPONSE__INIT;
     resp.header = pd__hdr(s, &b, &res);

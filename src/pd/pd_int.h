@@ -500,6 +500,8 @@ uint64_t pd__cluster_now(const pd_cluster *c);
 typedef struct pd_result {
     Pdpb__ErrorType type; /* PDPB__ERROR_TYPE__OK on success */
     char msg[TKV_ERRMSG_LEN];
+    bool identity_refused; /* (the _as operations) the caller's certificate name is not the
+                            * store's: an audit matter, not only an error */
 } pd_result;
 
 void pd__result_set(pd_result *res, Pdpb__ErrorType type, const char *fmt, ...) TKV_PRINTF(3, 4);
@@ -512,6 +514,20 @@ TKV_MUST_USE int pd__cluster_bootstrap(pd_cluster *c, const Metapb__Store *store
 TKV_MUST_USE int pd__cluster_put_store(pd_cluster *c, const Metapb__Store *store, pd_result *res);
 TKV_MUST_USE int pd__cluster_store_heartbeat(pd_cluster *c, const Pdpb__StoreStats *stats,
                                              pd_result *res);
+
+/* Store label under which PD records the certificate name a store registered with over
+ * mutual TLS (raftstore's RSTORE_CERT_NAME_LABEL: stores check raft streams against it). */
+#define PD_CERT_NAME_LABEL "tikv-c.cert-name"
+/* As pd__cluster_put_store for a caller that presented certificate name @cert_name ("" or
+ * NULL without mutual TLS): the store's PD_CERT_NAME_LABEL is set to @cert_name (or removed
+ * without TLS) whatever the request said, and a store id already registered under another
+ * certificate name is refused (res UNKNOWN, "registered with another certificate"). */
+TKV_MUST_USE int pd__cluster_put_store_as(pd_cluster *c, const Metapb__Store *store,
+                                          const char *cert_name, pd_result *res);
+/* As pd__cluster_store_heartbeat for a caller with certificate name @cert_name: a store
+ * registered under another certificate name is refused (res UNKNOWN). */
+TKV_MUST_USE int pd__cluster_store_heartbeat_as(pd_cluster *c, const Pdpb__StoreStats *stats,
+                                                const char *cert_name, pd_result *res);
 /* Applies a region heartbeat and dispatches the region's operator (through the sink).
  * res->type UNKNOWN with a message for invalid or stale heartbeats. */
 TKV_MUST_USE int pd__cluster_region_heartbeat(pd_cluster *c,

@@ -46,6 +46,11 @@ void rstore__metrics_init(rstore_metrics *m)
     m->snapshot_sent = tkv_metric_with(snap, "sent");
     m->snapshot_received = tkv_metric_with(snap, "received");
     m->snapshot_applied = tkv_metric_with(snap, "applied");
+    tkv_metric *refused = tkv_metric_counter(
+        "tikv_raftstore_raft_refused_total",
+        "Incoming replication streams refused and forged raft messages dropped.", "type");
+    m->raft_refused_stream = tkv_metric_with(refused, "stream");
+    m->raft_refused_message = tkv_metric_with(refused, "message");
     m->raft_ready_handled = tkv_metric_with(tkv_metric_counter(
         "tikv_raftstore_raft_ready_handled_total", "Total number of raft ready handled.", NULL));
 }

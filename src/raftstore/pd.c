@@ -156,11 +156,18 @@ static void resolve(rstore *s, rstore_task *t)
     Pdpb__GetStoreResponse *resp = NULL;
     int rc = pdc_get_store(s->opts.pd, t->a, &resp);
     if (rc == 0 && resp->store) {
-        bool tomb = resp->store->state == METAPB__STORE_STATE__Tombstone;
-        rstore__transport_set_addr(&s->transport, t->a,
-                                   resp->store->address ? resp->store->address : "", tomb);
-    } else if (rc == TKV_ENOTFOUND || rc == TKV_ESTALE) {
-        rstore__transport_set_addr(&s->transport, t->a, "", true);
+        const Metapb__Store *st = resp->store;
+        bool tomb = st->state == METAPB__STORE_STATE__Tombstone;
+        const char *cert = "";
+        for (size_t i = 0; i < st->n_labels; i++)
+            if (st->labels[i]->key && strcmp(st->labels[i]->key, RSTORE_CERT_NAME_LABEL) == 0)
+                cert = st->labels[i]->value ? st->labels[i]->value : "";
+        rstore__transport_set_store(&s->transport, t->a, st->address ? st->address : "", cert,
+                                    tomb ? RSTORE_STORE_TOMBSTONE : RSTORE_STORE_UP);
+    } else if (rc == TKV_ESTALE) {
+        rstore__transport_set_store(&s->transport, t->a, "", "", RSTORE_STORE_TOMBSTONE);
+    } else if (rc == TKV_ENOTFOUND) {
+        rstore__transport_set_store(&s->transport, t->a, "", "", RSTORE_STORE_UNKNOWN);
     } else {
         TKV_LOG_DEBUG("store address not resolved", TKV_LF_U64("store_id", t->a),
                       TKV_LF_ERR("err", rc));

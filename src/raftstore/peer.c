@@ -573,6 +573,8 @@ void rstore__peer_handle(rstore_peer *p, rstore_msg *m)
         if (m->u64a == p->peer_id)
             rstore__peer_start_destroy(p, false);
         break;
+    case RSTORE_MSG_WAKE: /* store-level only (the poller's ctl list) */
+        break;
     }
     rstore__msg_free(m, TKV_ECLOSED);
 }

@@ -72,6 +72,24 @@ typedef struct rstore rstore;
 
 /* Store settings: TiKV's [raftstore] and [coprocessor] keys where TiKV has them. Plain data;
  * strings are copied by rstore_open. */
+/* Request metadata every replication stream a store opens carries: the sender's cluster id
+ * and store id, in decimal. */
+#define RSTORE_MD_CLUSTER_ID "tikvc-cluster-id"
+#define RSTORE_MD_STORE_ID   "tikvc-store-id"
+/* Store label under which PD records, with mutual TLS, the certificate name a store
+ * registered with (PD sets it from the PutStore caller's certificate; stores never do). */
+#define RSTORE_CERT_NAME_LABEL "tikv-c.cert-name"
+
+/* An incoming replication stream refused, or the first forged message of a stream, told to
+ * rstore_opts.on_refused once per stream. Strings are borrowed for the hook's duration. */
+typedef struct rstore_refusal {
+    const char *peer;    /* gRPC peer address ("ipv4:127.0.0.1:5555") */
+    const char *cert_cn; /* the client certificate's common name, "" without mutual TLS */
+    const char *method;  /* "/tikvpb.Tikv/Raft", ".../BatchRaft" or ".../Snapshot" */
+    uint64_t store_id;   /* the sender's store id as the stream claimed it (0: none) */
+    const char *reason;  /* why (also the status message sent, for a refused stream) */
+} rstore_refusal;
+
 typedef struct rstore_opts {
     eng_db *kv;                   /* kv engine (borrowed, required) */
     eng_db *raft;                 /* raft engine (borrowed, required; may be the kv engine) */
@@ -134,6 +152,11 @@ typedef struct rstore_opts {
      * while reads go on. A write of deletions only is always accepted: deleting is how a
      * full store gets room back. NULL: plaintext files, the disk is never full. */
     sec_runtime *sec;
+    /* Optional: told about every refused incoming raft or snapshot stream and every stream
+     * caught forging another store's messages (once per stream), for the audit log. Runs on
+     * a gRPC completion-queue thread: must not block. */
+    void (*on_refused)(const rstore_refusal *r, void *ud);
+    void *refused_ud;
 } rstore_opts;
 
 /* Fills @o with TiKV's defaults: 1 s base tick, heartbeat 2 ticks, election 10 ticks, log
@@ -154,8 +177,16 @@ TKV_MUST_USE int rstore_open(const rstore_opts *o, rstore **out, char errmsg[TKV
 
 /* Registers /tikvpb.Tikv/Raft, /tikvpb.Tikv/BatchRaft and /tikvpb.Tikv/Snapshot on @rs (not
  * started yet): raft messages from other stores are routed to the peers here, snapshots are
- * received into snap_dir. Messages that arrive before rstore_start are dropped (Raft
- * retries). Errors: as rpc_server_add_method. Thread: the thread building @rs. */
+ * received into snap_dir. Streams that open before rstore_start are refused with
+ * UNAVAILABLE (Raft retries). Each stream must name its sender (RSTORE_MD_CLUSTER_ID,
+ * RSTORE_MD_STORE_ID; the stores' own streams do): a stream without them, for another
+ * cluster, from this store's own id, from a store PD does not know or a tombstone, or, with
+ * mutual TLS, whose certificate name is not the one PD recorded for that store is refused
+ * (UNAUTHENTICATED or PERMISSION_DENIED, told to on_refused); a store PD has not been asked
+ * about yet is looked up in the background and its stream refused with UNAVAILABLE
+ * meanwhile. A message whose from_peer is on another store than the stream's ends the
+ * stream (PERMISSION_DENIED) and is dropped, as is everything after it.
+ * Errors: as rpc_server_add_method. Thread: the thread building @rs. */
 TKV_MUST_USE int rstore_register_service(rstore *s, rpc_server *rs);
 
 /* Starts the threads and, with PD, registers the store (PutStore with @addr, the address

@@ -85,6 +85,8 @@ typedef enum rstore_msg_type {
     RSTORE_MSG_QUERY,         /* query: fill region info and signal */
     RSTORE_MSG_DESTROY,       /* u64a = peer id to destroy (if it is still that peer) */
     RSTORE_MSG_SNAP_RECEIVED, /* raft: a MsgSnapshot whose file is complete */
+    RSTORE_MSG_WAKE,          /* (ctl) nothing: a round, so the transport queues the store
+                               * lookups incoming streams asked for */
 } rstore_msg_type;
 
 typedef struct rstore_write_req {
@@ -801,6 +803,17 @@ void rstore__split_key_adjust(tkv_slice key, tkv_slice *out);
 
 /* ---- transport (transport.c) -------------------------------------------------------- */
 
+/* Longest certificate name kept for a store. */
+#define RSTORE_CERT_NAME_LEN 128
+
+/* What PD says about a store (the receiving side of the transport checks it). */
+typedef enum rstore_store_state {
+    RSTORE_STORE_PENDING = 0, /* asked PD, no answer yet */
+    RSTORE_STORE_UP,          /* known to PD, not a tombstone */
+    RSTORE_STORE_TOMBSTONE,   /* a tombstone */
+    RSTORE_STORE_UNKNOWN,     /* PD does not know it */
+} rstore_store_state;
+
 typedef struct rstore_conn {
     uint64_t store_id;
     char addr[128];
@@ -820,16 +833,25 @@ typedef struct rstore_transport {
     /* Poller-owned. */
     rstore_conn **conns;
     size_t n_conns, cap_conns;
-    /* Addresses resolved by the PD worker. */
+    /* Stores resolved by the PD worker: the address to dial and, for incoming streams,
+     * whether PD knows the store and the certificate name it registered with. */
     pthread_mutex_t mu;
     struct {
         uint64_t store_id;
         char addr[128];
-        bool tombstone;
+        char cert_name[RSTORE_CERT_NAME_LEN]; /* PD's tikv-c.cert-name label, "" when none */
+        rstore_store_state state;
         uint64_t generation;
+        uint64_t resolve_ms;  /* last resolve asked from a receiving stream (rate limit) */
+        uint64_t resolved_ms; /* last answer from PD (0: never) */
+        bool wanted;          /* a resolve for a receiving stream, not queued yet */
     } * addrs;
     size_t n_addrs, cap_addrs;
     tkv_buf scratch;
+    /* Refused incoming streams and dropped forged messages (tikv_raftstore_raft_refused_total). */
+    atomic_uint_fast64_t refused_streams;
+    atomic_uint_fast64_t forged_messages;
+    atomic_bool resolve_wanted; /* some addrs[].wanted is set */
 } rstore_transport;
 
 int rstore__transport_init(rstore_transport *t, struct rstore *s);
@@ -839,11 +861,36 @@ void rstore__transport_send(rstore_transport *t, uint64_t store_id, uint64_t reg
                             uint64_t to_peer, tkv_slice packed);
 /* Sends every queued batch (poller thread). */
 void rstore__transport_flush(rstore_transport *t);
-/* Stores a resolved address (PD worker). */
-void rstore__transport_set_addr(rstore_transport *t, uint64_t store_id, const char *addr,
-                                bool tombstone);
+/* Stores what PD said about @store_id (PD worker): its address, the certificate name it
+ * registered with ("" when none) and its state. */
+void rstore__transport_set_store(rstore_transport *t, uint64_t store_id, const char *addr,
+                                 const char *cert_name, rstore_store_state state);
+/* Returns what is known of @store_id for an incoming stream, copying its certificate name
+ * into @cert (@cap bytes). A store never asked about, or whose answer is older than the
+ * refresh interval, is (re)resolved asynchronously (the poller queues the lookup on the PD
+ * worker at its next round); the answer given is the cached one (RSTORE_STORE_PENDING when
+ * there is none yet). Thread: any (gRPC threads); never blocks on PD. */
+rstore_store_state rstore__transport_peer_store(rstore_transport *t, uint64_t store_id, char *cert,
+                                                size_t cap);
 /* Copies the address of @store_id into @buf; returns false when unknown. */
 bool rstore__transport_addr(rstore_transport *t, uint64_t store_id, char *buf, size_t cap);
+/* The sender identity a store's outgoing replication streams carry as metadata. */
+typedef struct rstore_stream_md {
+    char cluster_id[24];
+    char store_id[24];
+    rpc_md md[2];
+} rstore_stream_md;
+/* Fills @out with this store's cluster id and store id (md points into @out). */
+void rstore__stream_md(const struct rstore *s, rstore_stream_md *out);
+/* Checks an incoming replication stream's sender once, when it opens (on_open of Raft,
+ * BatchRaft, Snapshot): returns true with the sender's store id in *@store_id, or refuses
+ * the stream (counted, told to on_refused unless it is only UNAVAILABLE: not serving yet or
+ * the sender being looked up in PD), finishes the call and returns false. Never blocks.
+ * Thread: gRPC completion-queue thread. */
+bool rstore__admit_stream(struct rstore *s, rpc_call *call, uint64_t *store_id);
+/* Counts a refused stream (@stream) or a forged message, logs it and tells on_refused. */
+void rstore__refused(struct rstore *s, rpc_call *call, uint64_t store_id, const char *reason,
+                     bool stream);
 /* Routes one received RaftMessage (owned) to its peer or to the poller. */
 void rstore__route_raft_message(struct rstore *s, RaftServerpb__RaftMessage *rm);
 
@@ -877,6 +924,8 @@ typedef struct rstore_metrics {
     tkv_series *snapshot_received;
     tkv_series *snapshot_applied;
     tkv_series *raft_ready_handled;
+    tkv_series *raft_refused_stream;  /* incoming replication streams refused */
+    tkv_series *raft_refused_message; /* forged raft messages dropped */
     tkv_series *write_batch_size;
 } rstore_metrics;
 

@@ -70,8 +70,10 @@ static int send_snapshot(rstore *s, rstore_task *t)
     rpc_channel *ch;
     rc = rpc_client_channel(s->transport.client, addr, 1, &ch);
     rpc_stream *st = NULL;
+    rstore_stream_md md;
+    rstore__stream_md(s, &md);
     if (rc == 0)
-        rc = rpc_stream_open(ch, "/tikvpb.Tikv/Snapshot", SNAP_TIMEOUT, NULL, &st);
+        rc = rpc_stream_open_md(ch, "/tikvpb.Tikv/Snapshot", SNAP_TIMEOUT, md.md, 2, NULL, &st);
     tkv_buf msg;
     tkv_buf_init(&msg);
     uint8_t *chunk = tkv_xmalloc(CHUNK_BYTES);
@@ -144,9 +146,10 @@ typedef struct snap_recv {
     char path[512];
     char tmp[600];
     sec_file *f;
-    int rc;           /* first failure */
-    bool finished;    /* the worker finished the call (worker only) */
-    atomic_bool seen; /* the first chunk arrived (cq thread only) */
+    int rc;              /* first failure */
+    bool finished;       /* the worker finished the call (worker only) */
+    atomic_bool seen;    /* the first chunk arrived (cq thread only) */
+    uint64_t from_store; /* the sending store, as checked when the stream opened */
     uint64_t bytes;
 } snap_recv;
 
@@ -241,8 +244,12 @@ static void push_recv(snap_recv *r, int kind, tkv_slice data)
 static void on_snap_open(rpc_call *call, void *ud)
 {
     rstore *s = ud;
+    uint64_t sid;
+    if (!rstore__admit_stream(s, call, &sid))
+        return;
     snap_recv *r = tkv_xcalloc(1, sizeof(*r));
     r->s = s;
+    r->from_store = sid;
     r->call = call;
     pthread_mutex_lock(&s->snap_recv_mu);
     r->next = s->snap_recvs;
@@ -268,6 +275,16 @@ static void on_snap_chunk(rpc_call *call, tkv_slice bytes, void *ud)
         bool ok = m && m->message && m->message->snapshot && m->message->snapshot->metadata &&
                   m->to_peer && m->to_peer->store_id == s->store_id &&
                   m->message->msg_type == ERAFTPB__MESSAGE_TYPE__MsgSnapshot;
+        uint64_t from = m && m->from_peer ? m->from_peer->store_id : 0;
+        if (ok && from != r->from_store) {
+            /* Dropped: no message, so the worker refuses the file and ends the stream. */
+            char reason[160];
+            snprintf(reason, sizeof(reason),
+                     "snapshot from a peer of store %llu on store %llu's stream",
+                     (unsigned long long)from, (unsigned long long)r->from_store);
+            rstore__refused(s, call, r->from_store, reason, false);
+            ok = false;
+        }
         if (ok) {
             const Eraftpb__SnapshotMetadata *md = m->message->snapshot->metadata;
             rstore__snap_path(s, false, m->region_id, md->term, md->index, r->path,

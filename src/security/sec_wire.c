@@ -61,6 +61,15 @@ static void rejected(sec_wire *w, const char *peer, const char *cn, const char *
     TKV_IGNORE(sec_guard_failure(w->guard, peer));
 }
 
+void sec_wire_peer_rejected(sec_wire *w, const char *peer, const char *cn, const char *method,
+                            const char *reason)
+{
+    if (w == NULL)
+        return;
+    rejected(w, peer != NULL ? peer : "", cn, method != NULL ? method : "",
+             reason != NULL ? reason : "");
+}
+
 /* HTTP peers are "ip:port" or "[ip6]:port"; the guard keys on gRPC's "ipv4:"/"ipv6:" form so
  * that one host counts once whichever server it failed on. */
 static void grpc_peer_form(const char *peer, char *out, size_t cap)

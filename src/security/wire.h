@@ -66,6 +66,12 @@ void sec_wire_rpc(sec_wire *w, rpc_server_opts *o);
 /* Sets @o's peer_gate, on_rejected, on_served and hook_ud to this wire. */
 void sec_wire_http(sec_wire *w, http_server_opts *o);
 
+/* Records a peer refused outside the gRPC server's own checks (e.g. a replication stream
+ * whose sender identity failed): a "peer_rejected" audit record with @cn in its details, one
+ * failure for the brute-force guard and a warning. Strings may be NULL. Thread: any. */
+void sec_wire_peer_rejected(sec_wire *w, const char *peer, const char *cn, const char *method,
+                            const char *reason);
+
 /* Appends @ev to the audit log (no-op without one). Thread: any. */
 void sec_wire_event(sec_wire *w, const sec_audit_event *ev);
 

@@ -32,6 +32,7 @@
 #include "raftstore/raftstore.h"
 #include "security/authz.h"
 #include "security/security.h"
+#include "security/wire.h"
 #include "server/main_int.h"
 #include "server/server.h"
 
@@ -160,7 +161,19 @@ static int open_pd(app *a)
     }
 }
 
-static void raftstore_opts(const app *a, rstore_opts *o, const char *snap_dir)
+/* A replication stream refused by raftstore (sender identity, forged messages): audited
+ * like the gRPC server's own refusals. */
+static void raft_refused(const rstore_refusal *r, void *ud)
+{
+    app *a = ud;
+    char reason[320];
+    snprintf(reason, sizeof(reason), "claimed store %llu: %s", (unsigned long long)r->store_id,
+             r->reason);
+    sec_wire_peer_rejected(a->node != NULL ? srv_node_wire(a->node) : NULL, r->peer, r->cert_cn,
+                           r->method, reason);
+}
+
+static void raftstore_opts(app *a, rstore_opts *o, const char *snap_dir)
 {
     const srv_config_raftstore *r = &a->cfg.raftstore;
     const srv_config_coprocessor *c = &a->cfg.coprocessor;
@@ -192,6 +205,8 @@ static void raftstore_opts(const app *a, rstore_opts *o, const char *snap_dir)
     o->version = srv_version();
     o->tls = a->tls.cert_path != NULL ? &a->tls : NULL; /* TLS branch: raft and snapshots */
     o->sec = a->sec;
+    o->on_refused = raft_refused; /* sender identity of raft and snapshot streams */
+    o->refused_ud = a;
 }
 
 /* TLS branch: security.authorization reads the key-range policy from PD's etcd store. */

@@ -39,10 +39,14 @@ type TLS struct {
 	AllowedCN     []string // cert-allowed-cn of every server (empty: any name the CA signed)
 	Audit         bool     // give every server an audit log (Proc.AuditLog)
 	Extra         string   // more lines for every server's [security] section
+	// StoreCert, when set, gives store i its own certificate and key (PEM files) instead of
+	// Cert/Key, so that each store has its own certificate name.
+	StoreCert func(i int) (cert, key string)
 }
 
-// securityTOML returns the [security] section for a server with audit log @audit.
-func (t *TLS) securityTOML(pd bool, audit string) string {
+// securityTOML returns the [security] section for a server with audit log @audit and
+// certificate @cert / @key.
+func (t *TLS) securityTOML(pd bool, audit, cert, key string) string {
 	ca := "ca-path"
 	if pd {
 		ca = "cacert-path"
@@ -52,7 +56,7 @@ func (t *TLS) securityTOML(pd bool, audit string) string {
 		names[i] = fmt.Sprintf("%q", n)
 	}
 	s := fmt.Sprintf("\n[security]\n%s = %q\ncert-path = %q\nkey-path = %q\ncert-allowed-cn = [%s]\n",
-		ca, t.CA, t.Cert, t.Key, strings.Join(names, ", "))
+		ca, t.CA, cert, key, strings.Join(names, ", "))
 	if audit != "" {
 		s += fmt.Sprintf("audit-log = %q\n", audit)
 	}
@@ -67,8 +71,9 @@ func (c *Cluster) security() pd.SecurityOption {
 	return pd.SecurityOption{CAPath: c.opts.TLS.CA, CertPath: c.opts.TLS.Cert, KeyPath: c.opts.TLS.Key}
 }
 
-// serverConfig returns @base plus, with TLS, the [security] section of process @p.
-func (c *Cluster) serverConfig(p *Proc, base string, pd bool) string {
+// serverConfig returns @base plus, with TLS, the [security] section of process @p (store
+// index @store, -1 for PD).
+func (c *Cluster) serverConfig(p *Proc, base string, pd bool, store int) string {
 	t := c.opts.TLS
 	if t == nil {
 		return base
@@ -76,7 +81,11 @@ func (c *Cluster) serverConfig(p *Proc, base string, pd bool) string {
 	if t.Audit {
 		p.AuditLog = filepath.Join(c.Dir, p.Name+"-audit.log")
 	}
-	return base + t.securityTOML(pd, p.AuditLog)
+	cert, key := t.Cert, t.Key
+	if store >= 0 && t.StoreCert != nil {
+		cert, key = t.StoreCert(store)
+	}
+	return base + t.securityTOML(pd, p.AuditLog, cert, key)
 }
 
 // Proc is one server process.
@@ -186,7 +195,7 @@ func (c *Cluster) startPD() {
 	}
 	p.Args = []string{"--name", "pd1", "--client-urls", scheme + p.Addr,
 		"--data-dir", p.DataDir, "--http-addr", p.Status}
-	if cfg := c.writeConfig("pd", c.serverConfig(p, c.opts.PDConfig, true)); cfg != "" {
+	if cfg := c.writeConfig("pd", c.serverConfig(p, c.opts.PDConfig, true, -1)); cfg != "" {
 		p.Args = append(p.Args, "--config", cfg)
 	}
 	c.PD = p
@@ -210,12 +219,12 @@ func (c *Cluster) AddStore() int {
 	}
 	p.Args = []string{"--pd", c.PD.Addr, "--addr", p.Addr, "--status-addr", p.Status,
 		"--data-dir", p.DataDir}
-	// One tikv.toml for every store, unless each store has its own audit log.
+	// One tikv.toml for every store, unless each store has its own audit log or certificate.
 	cfgName := "tikv"
-	if c.opts.TLS != nil && c.opts.TLS.Audit {
+	if c.opts.TLS != nil && (c.opts.TLS.Audit || c.opts.TLS.StoreCert != nil) {
 		cfgName = p.Name
 	}
-	if cfg := c.writeConfig(cfgName, c.serverConfig(p, withoutReserve(c.opts.TiKVConfig), false)); cfg != "" {
+	if cfg := c.writeConfig(cfgName, c.serverConfig(p, withoutReserve(c.opts.TiKVConfig), false, i)); cfg != "" {
 		p.Args = append(p.Args, "--config", cfg)
 	}
 	c.Stores = append(c.Stores, p)

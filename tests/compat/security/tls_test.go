@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/pingcap/kvproto/pkg/kvrpcpb"
+	"github.com/pingcap/kvproto/pkg/metapb"
 	"github.com/pingcap/kvproto/pkg/pdpb"
 	"github.com/pingcap/kvproto/pkg/raft_serverpb"
 	"github.com/pingcap/kvproto/pkg/tikvpb"
@@ -36,6 +37,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -268,14 +270,20 @@ func TestMutualTLSEverywhere(t *testing.T) {
 	})
 
 	t.Run("only the stores' certificate name may send raft messages", func(t *testing.T) {
+		// A store's stream names its sender (replication_test.go): here store 2, whose
+		// certificate name is the one every store of this cluster shares.
+		r := inspect(t, c)
+		md := metadata.Pairs("tikvc-cluster-id", u64(r.clusterID), "tikvc-store-id", u64(r.storeIDs[1]))
 		raft := func(ctx context.Context, conn *grpc.ClientConn) error {
+			ctx = metadata.NewOutgoingContext(ctx, md)
 			s, err := tikvpb.NewTikvClient(conn).Raft(ctx)
 			if err != nil {
 				return err
 			}
 			// A message for a region nobody has, addressed to this store: harmless if it
 			// were accepted, but a client may not send it at all.
-			_ = s.Send(&raft_serverpb.RaftMessage{RegionId: 999999})
+			_ = s.Send(&raft_serverpb.RaftMessage{RegionId: 999999,
+				FromPeer: &metapb.Peer{Id: 999998, StoreId: r.storeIDs[1]}})
 			_, err = s.CloseAndRecv()
 			return err
 		}
@@ -284,9 +292,16 @@ func TestMutualTLSEverywhere(t *testing.T) {
 		}
 		auditHas(t, store.AuditLog, "may not send replication messages", "cn=tikv-client",
 			"/tikvpb.Tikv/Raft")
-		if got := call(t, p, store.Addr, "node", raft); got != codes.OK {
-			t.Fatalf("tikv-node sending raft: %v", got)
+		// Unavailable while the receiver looks the sending store up in PD.
+		cluster.WaitFor(t, 15*time.Second, "tikv-node sending raft", func() (bool, string) {
+			got := call(t, p, store.Addr, "node", raft)
+			return got == codes.OK, got.String()
+		})
+		md = metadata.MD{}
+		if got := call(t, p, store.Addr, "node", raft); got != codes.Unauthenticated {
+			t.Fatalf("tikv-node sending raft without naming its store: %v, want Unauthenticated", got)
 		}
+		auditHas(t, store.AuditLog, "without a valid tikvc-cluster-id", "/tikvpb.Tikv/Raft")
 	})
 
 	t.Run("PD refuses the same clients and audits them", func(t *testing.T) {

@@ -113,6 +113,57 @@ static void test_put_store_rejects_duplicate_addresses_and_tombstones(void **sta
     pdt_close(&t);
 }
 
+static void test_store_certificate_name_is_recorded_from_tls_and_binds_the_store(void **state)
+{
+    (void)state;
+    pdt_cluster t;
+    pdt_open(&t, NULL);
+    pdt_bootstrap(&t, 1, 2, 3);
+    /* A request naming its own certificate label gets the caller's TLS name instead. */
+    Metapb__StoreLabel zone = METAPB__STORE_LABEL__INIT, claim = METAPB__STORE_LABEL__INIT;
+    zone.key = "zone";
+    zone.value = "z1";
+    claim.key = PD_CERT_NAME_LABEL;
+    claim.value = "store-9";
+    Metapb__StoreLabel *labels[] = {&zone, &claim};
+    Metapb__Store s = METAPB__STORE__INIT;
+    s.id = 4;
+    s.address = "127.0.0.1:20164";
+    s.n_labels = 2;
+    s.labels = labels;
+    pd_result res;
+    assert_int_equal(pd__cluster_put_store_as(t.c, &s, "store-4", &res), 0);
+    assert_int_equal(res.type, PDPB__ERROR_TYPE__OK);
+    pd_store *st = pd__cluster_store_locked(t.c, 4);
+    assert_string_equal(pd__store_label(st, PD_CERT_NAME_LABEL), "store-4");
+    assert_string_equal(pd__store_label(st, "zone"), "z1");
+    assert_int_equal(st->meta->n_labels, 2);
+    /* Another certificate cannot take store 4's id, by PutStore or StoreHeartbeat. */
+    assert_int_equal(pd__cluster_put_store_as(t.c, &s, "store-9", &res), 0);
+    assert_int_equal(res.type, PDPB__ERROR_TYPE__UNKNOWN);
+    assert_non_null(strstr(res.msg, "another certificate name"));
+    Pdpb__StoreStats stats = PDPB__STORE_STATS__INIT;
+    stats.store_id = 4;
+    assert_int_equal(pd__cluster_store_heartbeat_as(t.c, &stats, "store-9", &res), 0);
+    assert_int_equal(res.type, PDPB__ERROR_TYPE__UNKNOWN);
+    assert_int_equal(pd__cluster_store_heartbeat_as(t.c, &stats, "store-4", &res), 0);
+    assert_int_equal(res.type, PDPB__ERROR_TYPE__OK);
+    /* The owner re-registers; the label stays. */
+    assert_int_equal(pd__cluster_put_store_as(t.c, &s, "store-4", &res), 0);
+    assert_int_equal(res.type, PDPB__ERROR_TYPE__OK);
+    assert_string_equal(pd__store_label(pd__cluster_store_locked(t.c, 4), PD_CERT_NAME_LABEL),
+                        "store-4");
+    /* Without TLS nobody can claim a certificate name: the request's label is dropped. */
+    s.id = 5;
+    s.address = "127.0.0.1:20165";
+    assert_int_equal(pd__cluster_put_store(t.c, &s, &res), 0);
+    assert_int_equal(res.type, PDPB__ERROR_TYPE__OK);
+    st = pd__cluster_store_locked(t.c, 5);
+    assert_int_equal(st->meta->n_labels, 1);
+    assert_string_equal(st->meta->labels[0]->key, "zone");
+    pdt_close(&t);
+}
+
 static void test_store_heartbeat_of_unknown_store_is_an_error(void **state)
 {
     (void)state;
@@ -432,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_offline_store_becomes_tombstone_when_empty),
         cmocka_unit_test(test_config_settings_are_validated_and_applied_atomically),
         cmocka_unit_test(test_cluster_state_survives_reopening_the_storage),
+        cmocka_unit_test(test_store_certificate_name_is_recorded_from_tls_and_binds_the_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,9 +2,12 @@
  * test_rstore_cluster.c: several stores in one process, each with its own in-memory engines,
  * gRPC server (raft transport) and PD client, against the fake PD: bootstrap and join,
  * replication to added peers, a leader's store stopping and restarting, a lagging replica
- * caught up by a snapshot after log compaction, peer removal, and splits.
+ * caught up by a snapshot after log compaction, peer removal, and splits; replication
+ * streams that do not name a sender PD knows for this cluster, or forge another store's
+ * messages, are refused and never applied.
  */
 #include <dirent.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +18,9 @@
 #include <cmocka.h>
 
 #include "base/clock.h"
+#include "base/codec.h"
 #include "base/metrics.h"
+#include "raft_serverpb.pb-c.h"
 #include "rs_testutil.h"
 #include "unit/pdc/fake_pd.h"
 
@@ -40,7 +45,32 @@ typedef struct cluster {
     int n;
     bool encrypt; /* snapshot files encrypted at rest (aes256-ctr under mk) */
     char mk[256]; /* master key file */
+    /* Refusals told to rstore_opts.on_refused, by any store. */
+    pthread_mutex_t refused_mu;
+    int refused;
+    uint64_t refused_store_id;
+    char refused_reason[200];
 } cluster;
+
+static void on_refused(const rstore_refusal *r, void *ud)
+{
+    cluster *c = ud;
+    pthread_mutex_lock(&c->refused_mu);
+    c->refused++;
+    c->refused_store_id = r->store_id;
+    snprintf(c->refused_reason, sizeof(c->refused_reason), "%s", r->reason);
+    pthread_mutex_unlock(&c->refused_mu);
+}
+
+static int refused_count(cluster *c, char *reason, size_t cap)
+{
+    pthread_mutex_lock(&c->refused_mu);
+    int n = c->refused;
+    if (reason != NULL)
+        snprintf(reason, cap, "%s", c->refused_reason);
+    pthread_mutex_unlock(&c->refused_mu);
+    return n;
+}
 
 /* Opens node @nd's security runtime: the key dictionary in its snapshot directory. */
 static void node_open_sec(cluster *c, node *nd)
@@ -82,6 +112,8 @@ static void node_start(cluster *c, int i)
     o.raft_log_gc_tick_ms = 100000; /* compaction only when the test asks */
     o.pd_heartbeat_tick_ms = 200;
     o.pd_store_heartbeat_tick_ms = 500;
+    o.on_refused = on_refused;
+    o.refused_ud = c;
     if (c->encrypt) {
         node_open_sec(c, nd);
         o.sec = nd->sec;
@@ -132,6 +164,7 @@ static void node_stop(cluster *c, int i)
 static void cluster_start_enc(cluster *c, int n, bool encrypt)
 {
     memset(c, 0, sizeof(*c));
+    pthread_mutex_init(&c->refused_mu, NULL);
     c->encrypt = encrypt;
     if (encrypt) {
         rs_tmpdir(c->mk, sizeof(c->mk) - 16);
@@ -174,6 +207,7 @@ static void cluster_stop(cluster *c)
     fake_pd_stop(&c->pd);
     rpc_shutdown();
     tkv_metrics_reset();
+    pthread_mutex_destroy(&c->refused_mu);
 }
 
 /* ---- conditions ------------------------------------------------------------------------ */
@@ -603,6 +637,228 @@ static void test_snapshot_made_before_split_is_not_reused(void **state)
     cluster_stop(&c);
 }
 
+/* ---- sender identity ------------------------------------------------------------------- */
+
+typedef struct forged_stream {
+    rpc_client *client;
+    int port;               /* the receiving store's */
+    const char *method;     /* "/tikvpb.Tikv/BatchRaft" or "/tikvpb.Tikv/Raft" */
+    const char *cluster_id; /* metadata sent (NULL: left out) */
+    const char *store_id;   /* metadata sent (NULL: left out) */
+    const tkv_buf *message; /* one packed RaftMessage to send, or NULL */
+    rpc_code want;          /* what the stream must end with (rpc_stream_ends_with) */
+} forged_stream;
+
+/* Opens @f's stream, sends its message (in a BatchRaftMessage for BatchRaft), half-closes and
+ * returns the status the receiver ended it with. */
+static rpc_code forged_send(const forged_stream *f)
+{
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", f->port);
+    rpc_channel *ch;
+    assert_int_equal(rpc_client_channel(f->client, addr, 0, &ch), 0);
+    rpc_md md[2];
+    size_t n = 0;
+    if (f->cluster_id != NULL)
+        md[n++] = (rpc_md){RSTORE_MD_CLUSTER_ID, f->cluster_id};
+    if (f->store_id != NULL)
+        md[n++] = (rpc_md){RSTORE_MD_STORE_ID, f->store_id};
+    rpc_stream *st;
+    assert_int_equal(rpc_stream_open_md(ch, f->method, 5000, md, n, NULL, &st), 0);
+    if (f->message != NULL) {
+        tkv_buf b;
+        tkv_buf_init(&b);
+        if (strcmp(f->method, "/tikvpb.Tikv/Raft") != 0) {
+            /* BatchRaftMessage.msgs or SnapshotChunk.message: both field 1. */
+            assert_int_equal(tkv_buf_append_u8(&b, 0x0a), 0);
+            assert_int_equal(tkv_codec_encode_uvarint(&b, f->message->len), 0);
+        }
+        assert_int_equal(tkv_buf_append(&b, f->message->data, f->message->len), 0);
+        TKV_IGNORE(rpc_stream_send(st, tkv_buf_slice(&b))); /* refused streams may be gone */
+        tkv_buf_deinit(&b);
+    }
+    TKV_IGNORE(rpc_stream_close_send(st));
+    rpc_status status;
+    assert_int_equal(rpc_stream_wait(st, 10000, &status), 0);
+    rpc_stream_free(st);
+    return status.code;
+}
+
+/* Condition: @f's stream ends with f->want (a store PD is asked about is refused with
+ * UNAVAILABLE until the answer is in). */
+static bool stream_ends_with(void *arg)
+{
+    const forged_stream *f = arg;
+    return forged_send(f) == f->want;
+}
+
+/* Returns how many received snapshot files ("rev_*") directory @dir holds. */
+static int received_snapshots(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += strncmp(de->d_name, "rev_", 4) == 0;
+    closedir(d);
+    return n;
+}
+
+/* Packs a raft message of type @type for @region from the peer @from_peer on @from_store to
+ * node @to, with term @term, into @out (a MsgSnapshot carries snapshot metadata at @term). */
+static void pack_raft(cluster *c, int to, uint64_t region, uint64_t from_peer, uint64_t from_store,
+                      uint64_t term, Eraftpb__MessageType type, tkv_buf *out)
+{
+    rstore_region_info info = {0};
+    assert_true(info_of(c, to, region, &info));
+    Metapb__Peer fp = METAPB__PEER__INIT, tp = METAPB__PEER__INIT;
+    fp.id = from_peer;
+    fp.store_id = from_store;
+    tp.id = info.peer_id;
+    tp.store_id = c->nodes[to].store_id;
+    Metapb__RegionEpoch ep = METAPB__REGION_EPOCH__INIT;
+    ep.conf_ver = info.conf_ver;
+    ep.version = info.version;
+    Eraftpb__Message m = ERAFTPB__MESSAGE__INIT;
+    m.msg_type = type;
+    m.to = tp.id;
+    m.from = fp.id;
+    m.term = term;
+    Eraftpb__SnapshotMetadata md = ERAFTPB__SNAPSHOT_METADATA__INIT;
+    md.term = term;
+    md.index = info.commit_index + 100;
+    Eraftpb__Snapshot snap = ERAFTPB__SNAPSHOT__INIT;
+    snap.metadata = &md;
+    if (type == ERAFTPB__MESSAGE_TYPE__MsgSnapshot)
+        m.snapshot = &snap;
+    RaftServerpb__RaftMessage rm = RAFT_SERVERPB__RAFT_MESSAGE__INIT;
+    rm.region_id = region;
+    rm.from_peer = &fp;
+    rm.to_peer = &tp;
+    rm.region_epoch = &ep;
+    rm.message = &m;
+    assert_int_equal(rpc_msg_pack(&rm.base, out), 0);
+}
+
+static void test_replication_streams_must_name_a_sender_pd_knows(void **state)
+{
+    (void)state;
+    cluster c;
+    cluster_start(&c, 3);
+    uint64_t region = three_replicas(&c);
+    put_ok(&c, region, "k", "v");
+    probe pr = {.c = &c, .region = region};
+    assert_true(rs_wait_for(has_leader, &pr, 10000));
+    int l = leader_of(&c, region);
+    assert_true(l >= 0);
+    int f = (l + 1) % 3, other = (l + 2) % 3; /* the follower attacked, a third store */
+    rstore_region_info before = {0}, oinfo = {0};
+    assert_true(info_of(&c, f, region, &before));
+    assert_true(info_of(&c, other, region, &oinfo));
+
+    rpc_client_opts co;
+    rpc_client_opts_init(&co);
+    rpc_client *client;
+    assert_int_equal(rpc_client_new(&co, &client), 0);
+    char cid[24], lsid[24], osid[24], fsid[24];
+    snprintf(cid, sizeof(cid), "%llu", (unsigned long long)rstore_cluster_id(c.nodes[f].rs));
+    snprintf(lsid, sizeof(lsid), "%llu", (unsigned long long)c.nodes[l].store_id);
+    snprintf(osid, sizeof(osid), "%llu", (unsigned long long)c.nodes[other].store_id);
+    snprintf(fsid, sizeof(fsid), "%llu", (unsigned long long)c.nodes[f].store_id);
+    /* A heartbeat from the third store's peer with a much higher term: applied, it would
+     * make the follower step to that term. */
+    tkv_buf hb;
+    tkv_buf_init(&hb);
+    pack_raft(&c, f, region, oinfo.peer_id, c.nodes[other].store_id, before.term + 5,
+              ERAFTPB__MESSAGE_TYPE__MsgHeartbeat, &hb);
+    tkv_buf snap;
+    tkv_buf_init(&snap);
+    pack_raft(&c, f, region, oinfo.peer_id, c.nodes[other].store_id, before.term + 5,
+              ERAFTPB__MESSAGE_TYPE__MsgSnapshot, &snap);
+    int refused0 = refused_count(&c, NULL, 0);
+    char reason[200];
+
+    /* No sender identity. */
+    forged_stream fs = {.client = client,
+                        .port = c.nodes[f].port,
+                        .method = "/tikvpb.Tikv/BatchRaft",
+                        .message = &hb};
+    assert_int_equal(forged_send(&fs), RPC_UNAUTHENTICATED);
+    fs.cluster_id = cid;
+    assert_int_equal(forged_send(&fs), RPC_UNAUTHENTICATED);
+    assert_int_equal(refused_count(&c, reason, sizeof(reason)), refused0 + 2);
+    assert_non_null(strstr(reason, RSTORE_MD_STORE_ID));
+    /* Another cluster. */
+    fs.cluster_id = "4243";
+    fs.store_id = osid;
+    assert_int_equal(forged_send(&fs), RPC_PERMISSION_DENIED);
+    assert_int_equal(refused_count(&c, reason, sizeof(reason)), refused0 + 3);
+    assert_non_null(strstr(reason, "cluster id 4243"));
+    /* The receiver's own store id. */
+    fs.cluster_id = cid;
+    fs.store_id = fsid;
+    fs.method = "/tikvpb.Tikv/Raft";
+    assert_int_equal(forged_send(&fs), RPC_PERMISSION_DENIED);
+    /* A store PD does not know, and a tombstone (looked up first: UNAVAILABLE meanwhile). */
+    fs.store_id = "987654";
+    fs.want = RPC_PERMISSION_DENIED;
+    assert_true(rs_wait_for(stream_ends_with, &fs, 10000));
+    refused_count(&c, reason, sizeof(reason));
+    assert_non_null(strstr(reason, "unknown to PD"));
+    fake_pd_add_store(&c.pd, 77, "127.0.0.1:1");
+    pthread_mutex_lock(&c.pd.mu);
+    for (size_t i = 0; i < c.pd.n_stores; i++)
+        if (c.pd.stores[i].id == 77)
+            c.pd.stores[i].state = METAPB__STORE_STATE__Tombstone;
+    pthread_mutex_unlock(&c.pd.mu);
+    fs.store_id = "77";
+    fs.method = "/tikvpb.Tikv/Snapshot";
+    fs.message = NULL;
+    assert_true(rs_wait_for(stream_ends_with, &fs, 10000));
+    refused_count(&c, reason, sizeof(reason));
+    assert_non_null(strstr(reason, "tombstone"));
+
+    /* The leader's store id with a message from the third store's peer: the stream is ended
+     * at that message, which is dropped, and the refusal told once. */
+    fs.method = "/tikvpb.Tikv/BatchRaft";
+    fs.message = &hb;
+    fs.store_id = lsid;
+    fs.want = RPC_PERMISSION_DENIED;
+    int before_forged = refused_count(&c, NULL, 0);
+    assert_true(rs_wait_for(stream_ends_with, &fs, 10000));
+    assert_int_equal(refused_count(&c, reason, sizeof(reason)), before_forged + 1);
+    assert_non_null(strstr(reason, "on store"));
+    /* The same sender with nothing forged is accepted. */
+    fs.message = NULL;
+    assert_int_equal(forged_send(&fs), RPC_OK);
+    /* A snapshot from the third store's peer on the leader's stream: refused, no file. */
+    fs.method = "/tikvpb.Tikv/Snapshot";
+    fs.message = &snap;
+    before_forged = refused_count(&c, NULL, 0);
+    int snaps = received_snapshots(c.nodes[f].dir);
+    rpc_code got = forged_send(&fs);
+    assert_true(got != RPC_OK);
+    assert_int_equal(received_snapshots(c.nodes[f].dir), snaps);
+    assert_int_equal(refused_count(&c, reason, sizeof(reason)), before_forged + 1);
+    assert_non_null(strstr(reason, "snapshot from a peer of store"));
+
+    /* None of it reached Raft: the follower's term and the leader are what they were, and
+     * the cluster still serves. */
+    rstore_region_info after = {0};
+    assert_true(info_of(&c, f, region, &after));
+    assert_int_equal(after.term, before.term);
+    assert_int_equal(leader_of(&c, region), l);
+    put_ok(&c, region, "k2", "v2");
+    get_probe g = {&c, f, region, "k2", "v2"};
+    assert_true(rs_wait_for(get_matches, &g, 5000));
+
+    tkv_buf_deinit(&hb);
+    tkv_buf_deinit(&snap);
+    rpc_client_free(client);
+    cluster_stop(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -614,6 +870,7 @@ int main(void)
         cmocka_unit_test(test_replica_removed_while_down_destroys_itself),
         cmocka_unit_test(test_split_makes_two_served_regions),
         cmocka_unit_test(test_snapshot_made_before_split_is_not_reused),
+        cmocka_unit_test(test_replication_streams_must_name_a_sender_pd_knows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
