@@ -262,22 +262,22 @@ static bool check_snapshot(rstore_peer *p, const RaftServerpb__RaftMessage *rm)
     const Eraftpb__Snapshot *snap = rm->message->snapshot;
     if (snap == NULL || snap->metadata == NULL)
         return false;
-    RaftServerpb__RaftSnapshotData *sd =
-        raft_serverpb__raft_snapshot_data__unpack(NULL, snap->data.len, snap->data.data);
-    if (sd == NULL)
+    rstore_snap_meta meta;
+    if (rstore__snap_meta_decode(tkv_slice_of(snap->data.data, snap->data.len), &meta) != 0)
         return false;
-    bool ok = sd->region && sd->region->id == p->region_id && sd->region->region_epoch;
+    const Metapb__Region *region = meta.region;
+    bool ok = region->id == p->region_id;
     if (ok && p->initialized) {
         const Metapb__RegionEpoch *mine = p->region->region_epoch;
-        const Metapb__RegionEpoch *theirs = sd->region->region_epoch;
+        const Metapb__RegionEpoch *theirs = region->region_epoch;
         if (theirs->conf_ver < mine->conf_ver || theirs->version < mine->version)
             ok = false;
     }
     if (ok && snap->metadata->index <= p->ps.truncated_index)
         ok = false;
     if (ok) {
-        tkv_slice start = tkv_slice_of(sd->region->start_key.data, sd->region->start_key.len);
-        tkv_slice end = tkv_slice_of(sd->region->end_key.data, sd->region->end_key.len);
+        tkv_slice start = tkv_slice_of(region->start_key.data, region->start_key.len);
+        tkv_slice end = tkv_slice_of(region->end_key.data, region->end_key.len);
         uint64_t other = rstore__meta_overlap(&s->meta, start, end, p->region_id);
         if (other != 0) {
             TKV_LOG_INFO("snapshot overlaps another region, dropped",
@@ -291,7 +291,7 @@ static bool check_snapshot(rstore_peer *p, const RaftServerpb__RaftMessage *rm)
                           sizeof(path));
         ok = rstore__snap_check_file(s, path, tkv_slice_of(snap->data.data, snap->data.len)) == 0;
     }
-    protobuf_c_message_free_unpacked(&sd->base, NULL);
+    rstore__snap_meta_deinit(&meta);
     return ok;
 }
 

@@ -68,9 +68,8 @@ static void park_snapshot(rstore_peer *p, raft_ready *rd)
 {
     rstore *s = p->store;
     const raft_snapshot *snap = rd->snapshot;
-    RaftServerpb__RaftSnapshotData *sd =
-        raft_serverpb__raft_snapshot_data__unpack(NULL, snap->data_len, snap->data);
-    if (sd == NULL || sd->region == NULL) {
+    rstore_snap_meta meta;
+    if (rstore__snap_meta_decode(tkv_slice_of(snap->data, snap->data_len), &meta) != 0) {
         /* check_snapshot validated it before it was stepped: this cannot decode-fail. */
         TKV_LOG_FATAL("accepted snapshot does not decode", TKV_LF_U64("region_id", p->region_id));
         abort();
@@ -83,11 +82,12 @@ static void park_snapshot(rstore_peer *p, raft_ready *rd)
     atomic_fetch_add(&s->stat_applying, 1);
     rstore_apply_task *t = rstore__apply_task_new(RSTORE_APPLY_SNAPSHOT, p->region_id);
     t->peer_id = p->peer_id;
-    t->region = rstore__region_dup(sd->region);
+    t->region = meta.region; /* handed over */
+    meta.region = NULL;
     t->snap_index = p->snap_index;
     t->snap_term = p->snap_term;
     t->commit_index = rd->hard_state.commit;
-    protobuf_c_message_free_unpacked(&sd->base, NULL);
+    rstore__snap_meta_deinit(&meta);
     rstore__apply_push(&s->apply, t, t);
     TKV_LOG_INFO("applying snapshot", TKV_LF_U64("region_id", p->region_id),
                  TKV_LF_U64("index", p->snap_index), TKV_LF_U64("term", p->snap_term));

@@ -99,6 +99,10 @@ int rstore__ps_load(rstore_peer_storage *ps, const Metapb__Region *region)
         ps->last_term = e.term;
         raft_entry_deinit(&e);
     }
+    /* Terms never go down along the log, and no entry is newer than the hard state's term (a
+     * node on such a log would append entries of an older term after it). */
+    if (ps->last_term < ps->truncated_term || ps->last_term > ps->hs.term)
+        return TKV_ECORRUPT;
     rstore__region_conf_state(region, &ps->cs);
     return 0;
 }

@@ -57,6 +57,22 @@ Metapb__Region *rstore__region_dup(const Metapb__Region *r)
     return c;
 }
 
+int rstore__region_canonical(Metapb__Region **r)
+{
+    size_t len = protobuf_c_message_get_packed_size(&(*r)->base);
+    uint8_t *buf = tkv_malloc(len ? len : 1);
+    if (buf == NULL)
+        return -ENOMEM;
+    protobuf_c_message_pack(&(*r)->base, buf);
+    Metapb__Region *copy = metapb__region__unpack(NULL, len, buf);
+    tkv_free(buf);
+    if (copy == NULL)
+        return TKV_ECORRUPT; /* or out of memory: either way not a region to keep */
+    rstore__region_free(*r);
+    *r = copy;
+    return 0;
+}
+
 void rstore__region_free(Metapb__Region *r)
 {
     if (r)

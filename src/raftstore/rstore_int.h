@@ -354,6 +354,11 @@ void rstore__region_conf_state(const Metapb__Region *r, raft_conf_state *cs);
 /* Returns a heap copy of @r (system allocator; never NULL: aborts on OOM). */
 Metapb__Region *rstore__region_dup(const Metapb__Region *r);
 void rstore__region_free(Metapb__Region *r);
+/* Replaces *@r (decoded from bytes from disk or a peer) by the decoding of its own packing,
+ * which every later copy (rstore__region_dup) and write repeats: protobuf-c keeps unknown
+ * fields and packs them back, and some (field number 0 in a long varint) do not decode once
+ * packed. Errors: TKV_ECORRUPT (*@r unchanged; the caller frees it). */
+int rstore__region_canonical(Metapb__Region **r);
 /* Builds a copy of @r with its peers replaced by @peers[0..n) and epoch (conf_ver,
  * version). */
 Metapb__Region *rstore__region_with(const Metapb__Region *r, Metapb__Peer *const *peers, size_t n,
@@ -379,6 +384,23 @@ typedef struct rstore_apply_state {
     uint64_t commit_index;
     uint64_t commit_term;
 } rstore_apply_state;
+
+/* The pure encoders and decoders of the persisted state records (what the get/put functions
+ * below use; the fuzz target raft_log_state drives them). The decoders refuse
+ * (TKV_ECORRUPT) what tikv-c never writes and Raft cannot run on: a term or index at or past
+ * RAFT_TERM_LIMIT / RAFT_INDEX_LIMIT, a commit index past the last index, a truncated index
+ * past the applied index, a region state other than Normal or Tombstone, for another region
+ * or with a region that is not sane (rstore__region_is_sane). On error *@st is zeroed and
+ * *@region NULL. */
+void rstore__raft_state_encode(const rstore_raft_state *st, tkv_buf *out);
+int rstore__raft_state_decode(tkv_slice v, rstore_raft_state *st);
+void rstore__apply_state_encode(const rstore_apply_state *st, tkv_buf *out);
+int rstore__apply_state_decode(tkv_slice v, rstore_apply_state *st);
+void rstore__region_state_encode(const Metapb__Region *region, int state, tkv_buf *out);
+int rstore__region_state_decode(tkv_slice v, uint64_t region_id, Metapb__Region **region,
+                                int *state);
+/* Whether @r can be a region of this store: an id, an epoch, and start < end (or no end). */
+bool rstore__region_is_sane(const Metapb__Region *r);
 
 /* Adds "raft local state of @region_id = @st" to @b (raft engine, CF default). */
 int rstore__put_raft_state(eng_batch *b, uint64_t region_id, const rstore_raft_state *st);
@@ -713,7 +735,67 @@ sec_keys *rstore__snap_keys(const struct rstore *s);
  * RaftSnapshotData (packed into @data). Runs on the worker. */
 int rstore__snap_build(struct rstore *s, eng_snap *snap, const Metapb__Region *region,
                        uint64_t index, uint64_t term, tkv_buf *data);
-/* Validates a received snapshot file against @data (RaftSnapshotData). */
+/* What a snapshot's RaftSnapshotData says about its file, validated. */
+typedef struct rstore_snap_meta {
+    Metapb__Region *region; /* owned */
+    uint64_t file_size;     /* the sum of the sections' sizes */
+    uint64_t sizes[3];      /* sections default, lock, write */
+    uint32_t crcs[3];       /* CRC-32 of each section */
+} rstore_snap_meta;
+
+/* Decodes @data (raft_serverpb.RaftSnapshotData) into @out: format version 1, a sane region
+ * (rstore__region_is_sane), three CF files named default, lock, write in that order whose
+ * sizes add up to file_size. Errors: TKV_ECORRUPT (*@out zeroed). Pure: no I/O. */
+int rstore__snap_meta_decode(tkv_slice data, rstore_snap_meta *out);
+void rstore__snap_meta_deinit(rstore_snap_meta *m);
+
+/* Longest key or value a snapshot record may carry. */
+#define RSTORE_SNAP_MAX_FIELD (256u << 20)
+
+/* Called for each complete record of a snapshot file (@key without the 'z' prefix); a
+ * non-zero return stops the parse with that error. Without one the parser keeps no values (a
+ * check holds at most one key in memory). */
+typedef int (*rstore_snap_record_fn)(void *ud, eng_cf cf, tkv_slice key, tkv_slice value);
+
+/* An incremental parser of a snapshot file's bytes, fed in pieces of any size: the one code
+ * that both checks a received file (with its meta: sections, sizes, CRCs, each section holding
+ * only its CF) and loads it (without): so a file the check accepts always loads. Every record
+ * must be well formed, of a data CF, with key and value of at most RSTORE_SNAP_MAX_FIELD bytes
+ * and its key in @region's range. Pure: no I/O. */
+typedef struct rstore_snap_parser {
+    const Metapb__Region *region;
+    const rstore_snap_meta *meta; /* NULL: records only */
+    rstore_snap_record_fn on_record;
+    void *ud;
+    int rc; /* first failure, sticky */
+    size_t section;
+    uint64_t section_left;
+    uint32_t crc;
+    uint64_t bytes;   /* fed so far */
+    uint64_t records; /* complete records so far */
+    int state;
+    uint8_t cf;
+    uint64_t varint;
+    int shift;
+    uint64_t want;
+    tkv_buf key, value;
+} rstore_snap_parser;
+
+/* Starts a parse of a file for @region (borrowed, as are @meta, which may be NULL, and @ud);
+ * @on_record may be NULL. */
+void rstore__snap_parser_init(rstore_snap_parser *p, const Metapb__Region *region,
+                              const rstore_snap_meta *meta, rstore_snap_record_fn on_record,
+                              void *ud);
+void rstore__snap_parser_deinit(rstore_snap_parser *p);
+/* Parses the next @n bytes. Errors (sticky): TKV_ECORRUPT, -ENOMEM, @on_record's. */
+int rstore__snap_parser_feed(rstore_snap_parser *p, const void *data, size_t n);
+/* Ends the parse: the file must end between records and, with a meta, after exactly its
+ * sections. Errors: as rstore__snap_parser_feed. */
+int rstore__snap_parser_finish(rstore_snap_parser *p);
+
+/* Validates a received snapshot file against @data (RaftSnapshotData): the metadata decodes
+ * (rstore__snap_meta_decode) and the file parses with it. Errors: TKV_ECORRUPT, -errno, the
+ * key dictionary's. */
 int rstore__snap_check_file(struct rstore *s, const char *path, tkv_slice data);
 /* Adds the snapshot file's key-values to @b (data keys) after deleting the region's range.
  * Runs on the apply thread. Errors: TKV_ECORRUPT (a record does not decode or lies outside
@@ -724,6 +806,38 @@ int rstore__snap_load_into(struct rstore *s, const char *path, const Metapb__Reg
 int rstore__delete_region_data(eng_batch *b, const Metapb__Region *region);
 /* Removes snapshot files older than @max_age_s seconds (worker). */
 void rstore__snap_clean(struct rstore *s, uint64_t max_age_s);
+/* The worker's side of one incoming snapshot stream (snap_io.c), apart from gRPC: the first
+ * chunk's RaftMessage, then the data chunks, then the end. Whatever the peer sends, at most
+ * the announced file size reaches the disk, a partial file is removed, and the message is
+ * handed out only once the file on disk checks against its metadata. Worker thread only. */
+typedef struct rstore_snap_rx {
+    struct rstore *s;
+    RaftServerpb__RaftMessage *msg; /* owned until handed out by rstore__snap_rx_end */
+    rstore_snap_meta meta;
+    rstore_snap_parser parser; /* the data checked as it arrives */
+    bool begun, parsing, done;
+    char path[512]; /* the received-snapshot path (rstore__snap_path) */
+    char tmp[600];  /* written here, renamed to path at the end */
+    sec_file *f;
+    int rc; /* first failure, sticky */
+    uint64_t bytes;
+} rstore_snap_rx;
+
+void rstore__snap_rx_init(rstore_snap_rx *rx, struct rstore *s);
+/* Takes the first chunk's message @m (owned; may be NULL): refused (rx->rc TKV_ECORRUPT, @m
+ * freed) unless it is a MsgSnapshot to this store with snapshot metadata and data that
+ * rstore__snap_meta_decode accepts, for the region the message names. */
+void rstore__snap_rx_begin(rstore_snap_rx *rx, RaftServerpb__RaftMessage *m);
+/* Checks and writes the next data chunk. Errors (sticky): TKV_ECORRUPT (no valid first chunk,
+ * or the data does not parse against the metadata, or runs past it), file errors. */
+int rstore__snap_rx_data(rstore_snap_rx *rx, tkv_slice data);
+/* Ends the stream: the file must be complete; it is synced, read back and checked
+ * (rstore__snap_check_file), and renamed to rx->path; then *@msg is the message (owned by the
+ * caller). Errors: as rstore__snap_rx_data, the check's. */
+int rstore__snap_rx_end(rstore_snap_rx *rx, RaftServerpb__RaftMessage **msg);
+/* Releases @rx, removing a partial file. */
+void rstore__snap_rx_deinit(rstore_snap_rx *rx);
+
 /* Registers /tikvpb.Tikv/Snapshot (snap_io.c). */
 int rstore__snap_register(struct rstore *s, rpc_server *rs);
 /* Frees every incoming-stream record (rstore_free, after the gRPC server is gone). */

@@ -125,29 +125,6 @@ static bool reader_fill(snap_reader *r)
     return r->len > 0;
 }
 
-/* Returns the next byte, or -1 at the end (or on an error). */
-static int reader_getc(snap_reader *r)
-{
-    if (r->pos == r->len && !reader_fill(r))
-        return -1;
-    return r->buf[r->pos++];
-}
-
-/* Reads up to @n bytes into @p; returns how many (fewer only at the end or on an error). */
-static size_t reader_read(snap_reader *r, void *p, size_t n)
-{
-    size_t done = 0;
-    while (done < n) {
-        if (r->pos == r->len && !reader_fill(r))
-            break;
-        size_t k = TKV_MIN(n - done, r->len - r->pos);
-        memcpy((uint8_t *)p + done, r->buf + r->pos, k);
-        r->pos += k;
-        done += k;
-    }
-    return done;
-}
-
 /* ---- building ------------------------------------------------------------------------- */
 
 typedef struct out_file {
@@ -281,117 +258,284 @@ int rstore__snap_build(rstore *s, eng_snap *snap, const Metapb__Region *region, 
     return 0;
 }
 
-/* ---- checking ----------------------------------------------------------------------------- */
+/* ---- metadata -------------------------------------------------------------------------- */
 
-int rstore__snap_check_file(rstore *s, const char *path, tkv_slice data)
+int rstore__snap_meta_decode(tkv_slice data, rstore_snap_meta *out)
 {
+    memset(out, 0, sizeof(*out));
     RaftServerpb__RaftSnapshotData *sd =
         raft_serverpb__raft_snapshot_data__unpack(NULL, data.len, data.data);
     if (sd == NULL)
         return TKV_ECORRUPT;
-    int rc = 0;
-    if (sd->version != SNAP_FORMAT_VERSION || sd->meta == NULL || sd->meta->n_cf_files != 3)
-        rc = TKV_ECORRUPT;
-    snap_reader *f = NULL;
-    if (rc == 0)
-        rc = reader_open(s, path, &f);
-    uint8_t buf[64 * 1024];
+    bool ok = sd->version == SNAP_FORMAT_VERSION && sd->meta != NULL && sd->meta->n_cf_files == 3 &&
+              sd->region != NULL && rstore__region_canonical(&sd->region) == 0 &&
+              rstore__region_is_sane(sd->region);
     uint64_t total = 0;
-    for (size_t i = 0; rc == 0 && i < 3; i++) {
-        uint64_t left = sd->meta->cf_files[i]->size;
-        uint32_t crc = 0;
-        while (left > 0) {
-            size_t want = left < sizeof(buf) ? (size_t)left : sizeof(buf);
-            size_t got = reader_read(f, buf, want);
-            if (got != want) {
-                rc = f->rc != 0 ? f->rc : TKV_ECORRUPT;
-                break;
-            }
-            crc = rstore__crc32(crc, buf, got);
-            left -= got;
+    for (size_t i = 0; ok && i < 3; i++) {
+        const RaftServerpb__SnapshotCFFile *f = sd->meta->cf_files[i];
+        /* The sections in the order the builder writes them, named as TiKV names CFs. */
+        ok = f->cf != NULL && strcmp(f->cf, eng_cf_name(snap_cfs[i])) == 0 &&
+             f->size <= UINT64_MAX - total;
+        if (ok) {
+            out->sizes[i] = f->size;
+            out->crcs[i] = f->checksum;
+            total += f->size;
         }
-        total += sd->meta->cf_files[i]->size;
-        if (rc == 0 && crc != sd->meta->cf_files[i]->checksum)
-            rc = TKV_ECORRUPT;
     }
-    if (rc == 0 && (reader_getc(f) != -1 || total != sd->file_size))
-        rc = f->rc != 0 ? f->rc : TKV_ECORRUPT; /* longer than announced */
-    reader_close(f);
-    protobuf_c_message_free_unpacked(&sd->base, NULL);
-    return rc;
-}
-
-/* ---- loading ------------------------------------------------------------------------------ */
-
-/* Reads a uvarint from @f. */
-static int read_uvarint(snap_reader *f, uint64_t *v)
-{
-    *v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        int c = reader_getc(f);
-        if (c < 0)
-            return f->rc != 0 ? f->rc : TKV_ECORRUPT;
-        *v |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80))
-            return 0;
-    }
-    return TKV_ECORRUPT;
-}
-
-static int read_exact(snap_reader *f, tkv_buf *b, uint64_t n)
-{
-    if (n > (256u << 20))
+    if (!ok || total != sd->file_size) {
+        protobuf_c_message_free_unpacked(&sd->base, NULL);
+        memset(out, 0, sizeof(*out));
         return TKV_ECORRUPT;
-    tkv_buf_reset(b);
-    int rc = tkv_buf_reserve(b, (size_t)n);
-    if (rc != 0)
-        return rc;
-    if (n && reader_read(f, b->data, (size_t)n) != n)
-        return f->rc != 0 ? f->rc : TKV_ECORRUPT;
-    b->len = (size_t)n;
+    }
+    out->file_size = sd->file_size;
+    out->region = sd->region;
+    sd->region = NULL; /* detached: the caller's now */
+    protobuf_c_message_free_unpacked(&sd->base, NULL);
     return 0;
 }
 
-int rstore__snap_load_into(rstore *s, const char *path, const Metapb__Region *region, eng_batch *b)
+void rstore__snap_meta_deinit(rstore_snap_meta *m)
+{
+    rstore__region_free(m->region);
+    memset(m, 0, sizeof(*m));
+}
+
+/* ---- parsing the file ------------------------------------------------------------------- */
+
+enum { PS_CF, PS_KEY_LEN, PS_KEY, PS_VALUE_LEN, PS_VALUE };
+
+void rstore__snap_parser_init(rstore_snap_parser *p, const Metapb__Region *region,
+                              const rstore_snap_meta *meta, rstore_snap_record_fn on_record,
+                              void *ud)
+{
+    memset(p, 0, sizeof(*p));
+    p->region = region;
+    p->meta = meta;
+    p->on_record = on_record;
+    p->ud = ud;
+    p->state = PS_CF;
+    tkv_buf_init(&p->key);
+    tkv_buf_init(&p->value);
+    if (meta)
+        p->section_left = meta->sizes[0];
+}
+
+void rstore__snap_parser_deinit(rstore_snap_parser *p)
+{
+    tkv_buf_deinit(&p->key);
+    tkv_buf_deinit(&p->value);
+}
+
+/* Ends the sections that are complete (empty ones included): each must end between records
+ * and match its CRC. */
+static int end_sections(rstore_snap_parser *p)
+{
+    while (p->meta && p->section < 3 && p->section_left == 0) {
+        if (p->state != PS_CF || p->crc != p->meta->crcs[p->section])
+            return TKV_ECORRUPT;
+        p->section++;
+        p->crc = 0;
+        if (p->section < 3)
+            p->section_left = p->meta->sizes[p->section];
+    }
+    return 0;
+}
+
+/* A complete record: its key must lie in the region. */
+static int emit_record(rstore_snap_parser *p)
+{
+    tkv_slice key = tkv_buf_slice(&p->key);
+    if (!rstore__key_in_region(p->region, key))
+        return TKV_ECORRUPT;
+    p->records++;
+    int rc = p->on_record ? p->on_record(p->ud, (eng_cf)p->cf, key, tkv_buf_slice(&p->value)) : 0;
+    p->state = PS_CF;
+    tkv_buf_reset(&p->key);
+    tkv_buf_reset(&p->value);
+    return rc;
+}
+
+/* Continues a uvarint with byte @c; *@done when it is complete. */
+static int varint_byte(rstore_snap_parser *p, uint8_t c, bool *done)
+{
+    if (p->shift == 63 && c > 1)
+        return TKV_ECORRUPT; /* past 64 bits */
+    p->varint |= (uint64_t)(c & 0x7f) << p->shift;
+    p->shift += 7;
+    *done = !(c & 0x80);
+    if (!*done && p->shift > 63)
+        return TKV_ECORRUPT;
+    return 0;
+}
+
+/* Parses @n bytes of the current section. */
+static int parse(rstore_snap_parser *p, const uint8_t *b, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        int rc = 0;
+        bool done = false;
+        switch (p->state) {
+        case PS_CF: {
+            uint8_t c = b[i++];
+            if (c != ENG_CF_DEFAULT && c != ENG_CF_LOCK && c != ENG_CF_WRITE)
+                return TKV_ECORRUPT;
+            if (p->meta && c != snap_cfs[p->section])
+                return TKV_ECORRUPT; /* each section holds its own CF */
+            p->cf = c;
+            p->state = PS_KEY_LEN;
+            p->varint = 0;
+            p->shift = 0;
+            break;
+        }
+        case PS_KEY_LEN:
+        case PS_VALUE_LEN:
+            rc = varint_byte(p, b[i++], &done);
+            if (rc != 0)
+                return rc;
+            if (!done)
+                break;
+            if (p->varint > RSTORE_SNAP_MAX_FIELD)
+                return TKV_ECORRUPT;
+            p->want = p->varint;
+            p->state = p->state == PS_KEY_LEN ? PS_KEY : PS_VALUE;
+            if (p->want == 0 && p->state == PS_VALUE) {
+                rc = emit_record(p);
+                if (rc != 0)
+                    return rc;
+            } else if (p->want == 0) {
+                p->state = PS_VALUE_LEN;
+                p->varint = 0;
+                p->shift = 0;
+            }
+            break;
+        case PS_KEY:
+        case PS_VALUE: {
+            size_t k = (size_t)TKV_MIN((uint64_t)(n - i), p->want);
+            /* Values are kept only for a caller that takes them: a check holds one key. */
+            if (p->state == PS_KEY || p->on_record != NULL)
+                rc = tkv_buf_append(p->state == PS_KEY ? &p->key : &p->value, b + i, k);
+            if (rc != 0)
+                return rc;
+            i += k;
+            p->want -= k;
+            if (p->want > 0)
+                break;
+            if (p->state == PS_KEY) {
+                p->state = PS_VALUE_LEN;
+                p->varint = 0;
+                p->shift = 0;
+            } else {
+                rc = emit_record(p);
+                if (rc != 0)
+                    return rc;
+            }
+            break;
+        }
+        default:
+            return TKV_ECORRUPT;
+        }
+    }
+    return 0;
+}
+
+int rstore__snap_parser_feed(rstore_snap_parser *p, const void *data, size_t n)
+{
+    const uint8_t *b = data;
+    if (p->rc == 0)
+        p->rc = end_sections(p);
+    while (p->rc == 0 && n > 0) {
+        size_t k = n;
+        if (p->meta) {
+            if (p->section == 3) {
+                p->rc = TKV_ECORRUPT; /* longer than announced */
+                break;
+            }
+            k = (size_t)TKV_MIN((uint64_t)n, p->section_left);
+            p->crc = rstore__crc32(p->crc, b, k);
+            p->section_left -= k;
+        }
+        p->rc = parse(p, b, k);
+        p->bytes += k;
+        b += k;
+        n -= k;
+        if (p->rc == 0)
+            p->rc = end_sections(p);
+    }
+    return p->rc;
+}
+
+int rstore__snap_parser_finish(rstore_snap_parser *p)
+{
+    if (p->rc == 0)
+        p->rc = end_sections(p);
+    if (p->rc == 0 && p->state != PS_CF)
+        p->rc = TKV_ECORRUPT; /* a torn record */
+    if (p->rc == 0 && p->meta && (p->section != 3 || p->bytes != p->meta->file_size))
+        p->rc = TKV_ECORRUPT; /* shorter than announced */
+    return p->rc;
+}
+
+/* Feeds the whole file at @path to @p. */
+static int parse_file(rstore *s, const char *path, rstore_snap_parser *p)
 {
     snap_reader *f;
     int rc = reader_open(s, path, &f);
     if (rc != 0)
         return rc;
-    rc = rstore__delete_region_data(b, region);
-    tkv_buf key, val, dkey;
-    tkv_buf_init(&key);
-    tkv_buf_init(&val);
-    tkv_buf_init(&dkey);
-    int c;
-    while (rc == 0 && (c = reader_getc(f)) >= 0) {
-        uint64_t n;
-        if (c != ENG_CF_DEFAULT && c != ENG_CF_LOCK && c != ENG_CF_WRITE) {
-            rc = TKV_ECORRUPT;
-            break;
-        }
-        rc = read_uvarint(f, &n);
-        if (rc == 0)
-            rc = read_exact(f, &key, n);
-        if (rc == 0)
-            rc = read_uvarint(f, &n);
-        if (rc == 0)
-            rc = read_exact(f, &val, n);
-        if (rc == 0 && !rstore__key_in_region(region, tkv_buf_slice(&key)))
-            rc = TKV_ECORRUPT;
-        if (rc == 0) {
-            tkv_buf_reset(&dkey);
-            rc = tkv_keys_data_key(&dkey, tkv_buf_slice(&key));
-        }
-        if (rc == 0)
-            rc = eng_batch_put(b, (eng_cf)c, tkv_buf_slice(&dkey), tkv_buf_slice(&val));
-    }
+    while (rc == 0 && reader_fill(f))
+        rc = rstore__snap_parser_feed(p, f->buf, f->len);
     if (rc == 0)
         rc = f->rc;
-    tkv_buf_deinit(&key);
-    tkv_buf_deinit(&val);
-    tkv_buf_deinit(&dkey);
+    if (rc == 0)
+        rc = rstore__snap_parser_finish(p);
     reader_close(f);
+    return rc;
+}
+
+/* ---- checking ----------------------------------------------------------------------------- */
+
+int rstore__snap_check_file(rstore *s, const char *path, tkv_slice data)
+{
+    rstore_snap_meta meta;
+    int rc = rstore__snap_meta_decode(data, &meta);
+    if (rc != 0)
+        return rc;
+    rstore_snap_parser p;
+    rstore__snap_parser_init(&p, meta.region, &meta, NULL, NULL);
+    rc = parse_file(s, path, &p);
+    rstore__snap_parser_deinit(&p);
+    rstore__snap_meta_deinit(&meta);
+    return rc;
+}
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
+typedef struct load_ctx {
+    eng_batch *b;
+    tkv_buf dkey;
+} load_ctx;
+
+static int load_record(void *ud, eng_cf cf, tkv_slice key, tkv_slice value)
+{
+    load_ctx *c = ud;
+    tkv_buf_reset(&c->dkey);
+    int rc = tkv_keys_data_key(&c->dkey, key);
+    return rc ? rc : eng_batch_put(c->b, cf, tkv_buf_slice(&c->dkey), value);
+}
+
+int rstore__snap_load_into(rstore *s, const char *path, const Metapb__Region *region, eng_batch *b)
+{
+    int rc = rstore__delete_region_data(b, region);
+    if (rc != 0)
+        return rc;
+    load_ctx c = {.b = b};
+    tkv_buf_init(&c.dkey);
+    rstore_snap_parser p;
+    rstore__snap_parser_init(&p, region, NULL, load_record, &c);
+    rc = parse_file(s, path, &p);
+    rstore__snap_parser_deinit(&p);
+    tkv_buf_deinit(&c.dkey);
     return rc;
 }
 

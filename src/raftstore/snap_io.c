@@ -134,7 +134,106 @@ void rstore__run_snap_task(rstore *s, rstore_task *t)
     report_status(s, t->region_id, t->b, rc);
 }
 
-/* ---- receiving ----------------------------------------------------------------------- */
+/* ---- receiving: one stream, apart from gRPC and the worker ---------------------------- */
+
+void rstore__snap_rx_init(rstore_snap_rx *rx, rstore *s)
+{
+    memset(rx, 0, sizeof(*rx));
+    rx->s = s;
+}
+
+void rstore__snap_rx_begin(rstore_snap_rx *rx, RaftServerpb__RaftMessage *m)
+{
+    rstore *s = rx->s;
+    rx->begun = true;
+    bool ok = m && m->message && m->message->snapshot && m->message->snapshot->metadata &&
+              m->to_peer && m->to_peer->store_id == s->store_id &&
+              m->message->msg_type == ERAFTPB__MESSAGE_TYPE__MsgSnapshot;
+    const Eraftpb__Snapshot *snap = ok ? m->message->snapshot : NULL;
+    /* The metadata says what the file must be: decoded now, the data is checked as it
+     * arrives and never written past what it announces. */
+    ok = ok &&
+         rstore__snap_meta_decode(tkv_slice_of(snap->data.data, snap->data.len), &rx->meta) == 0;
+    if (ok && rx->meta.region->id != m->region_id) {
+        rstore__snap_meta_deinit(&rx->meta);
+        ok = false;
+    }
+    if (!ok) {
+        if (m)
+            protobuf_c_message_free_unpacked(&m->base, NULL);
+        rx->rc = TKV_ECORRUPT;
+        return;
+    }
+    rx->msg = m;
+    rstore__snap_path(s, false, m->region_id, snap->metadata->term, snap->metadata->index, rx->path,
+                      sizeof(rx->path));
+    snprintf(rx->tmp, sizeof(rx->tmp), "%s.%llu.tmp", rx->path,
+             (unsigned long long)atomic_fetch_add(&s->snap_seq, 1));
+    rstore__snap_parser_init(&rx->parser, rx->meta.region, &rx->meta, NULL, NULL);
+    rx->parsing = true;
+}
+
+int rstore__snap_rx_data(rstore_snap_rx *rx, tkv_slice data)
+{
+    if (rx->rc == 0 && rx->msg == NULL)
+        rx->rc = TKV_ECORRUPT; /* data before a valid first chunk */
+    if (rx->rc == 0 && data.len)
+        rx->rc = rstore__snap_parser_feed(&rx->parser, data.data, data.len);
+    /* Written through the dictionary: encrypted on disk when encryption is on. */
+    sec_keys *keys = rstore__snap_keys(rx->s);
+    if (rx->rc == 0 && rx->f == NULL)
+        rx->rc = sec_file_open_write(keys, rx->tmp, &rx->f);
+    if (rx->rc == 0 && data.len)
+        rx->rc = sec_file_write(rx->f, data.data, data.len);
+    if (rx->rc == 0)
+        rx->bytes += data.len;
+    return rx->rc;
+}
+
+int rstore__snap_rx_end(rstore_snap_rx *rx, RaftServerpb__RaftMessage **msg)
+{
+    *msg = NULL;
+    int rc = rstore__snap_rx_data(rx, tkv_slice_of(NULL, 0)); /* an empty region: empty file */
+    if (rc == 0)
+        rc = rstore__snap_parser_finish(&rx->parser);
+    if (rc == 0)
+        rc = sec_file_sync(rx->f);
+    if (rx->f) {
+        int crc = sec_file_close(rx->f);
+        rx->f = NULL;
+        if (rc == 0)
+            rc = crc;
+    }
+    /* Read back what reached the disk, as the peer will before stepping it. */
+    const Eraftpb__Snapshot *snap = rc == 0 ? rx->msg->message->snapshot : NULL;
+    if (rc == 0)
+        rc = rstore__snap_check_file(rx->s, rx->tmp, tkv_slice_of(snap->data.data, snap->data.len));
+    if (rc == 0)
+        rc = sec_file_rename(rstore__snap_keys(rx->s), rx->tmp, rx->path);
+    rx->rc = rc;
+    if (rc == 0) {
+        rx->done = true;
+        *msg = rx->msg;
+        rx->msg = NULL;
+    }
+    return rc;
+}
+
+void rstore__snap_rx_deinit(rstore_snap_rx *rx)
+{
+    if (rx->f)
+        TKV_IGNORE(sec_file_close(rx->f));
+    if (!rx->done && rx->tmp[0])
+        TKV_IGNORE(sec_file_remove(rstore__snap_keys(rx->s), rx->tmp));
+    if (rx->msg)
+        protobuf_c_message_free_unpacked(&rx->msg->base, NULL);
+    if (rx->parsing)
+        rstore__snap_parser_deinit(&rx->parser);
+    rstore__snap_meta_deinit(&rx->meta);
+    memset(rx, 0, sizeof(*rx));
+}
+
+/* ---- receiving over gRPC -------------------------------------------------------------- */
 
 /* One incoming snapshot stream. Kept on the store's list until the store is freed: gRPC
  * may still run a cancel callback for the call while the worker finishes it. */
@@ -142,15 +241,11 @@ typedef struct snap_recv {
     struct snap_recv *next;
     rstore *s;
     rpc_call *call;
-    RaftServerpb__RaftMessage *msg; /* from the first chunk; handed to the peer at the end */
-    char path[512];
-    char tmp[600];
-    sec_file *f;
-    int rc;              /* first failure */
-    bool finished;       /* the worker finished the call (worker only) */
-    atomic_bool seen;    /* the first chunk arrived (cq thread only) */
-    uint64_t from_store; /* the sending store, as checked when the stream opened */
-    uint64_t bytes;
+    RaftServerpb__RaftMessage *first; /* the first chunk's message (cq thread), for the worker */
+    rstore_snap_rx rx;                /* worker only */
+    bool finished;                    /* the worker finished the call (worker only) */
+    atomic_bool seen;                 /* the first chunk arrived (cq thread only) */
+    uint64_t from_store;              /* the sending store, as checked when the stream opened */
 } snap_recv;
 
 enum { RECV_DATA = 0, RECV_END = 1, RECV_ABORT = 2 };
@@ -160,12 +255,7 @@ static void recv_finish(snap_recv *r, int rc, const char *why)
     if (r->finished)
         return;
     r->finished = true;
-    if (r->f) {
-        TKV_IGNORE(sec_file_close(r->f));
-        r->f = NULL;
-    }
     if (rc != 0) {
-        TKV_IGNORE(sec_file_remove(rstore__snap_keys(r->s), r->tmp));
         if (r->call)
             rpc_call_finish(r->call, RPC_INTERNAL, why);
         TKV_LOG_WARN("receiving snapshot failed", TKV_LF_STR("why", why), TKV_LF_ERR("err", rc));
@@ -173,6 +263,7 @@ static void recv_finish(snap_recv *r, int rc, const char *why)
         RaftServerpb__Done done = RAFT_SERVERPB__DONE__INIT;
         TKV_IGNORE(rpc_call_reply_msg(r->call, &done.base));
     }
+    rstore__snap_rx_deinit(&r->rx); /* removes a partial file */
     r->call = NULL;
     atomic_fetch_sub(&r->s->snaps_receiving, 1);
 }
@@ -187,44 +278,26 @@ static void recv_task(rstore *s, rstore_task *t)
         recv_finish(r, TKV_ECLOSED, "cancelled");
         return;
     }
-    if (r->rc == 0 && r->msg == NULL)
-        r->rc = TKV_ECORRUPT;
-    sec_keys *keys = rstore__snap_keys(s);
+    if (!r->rx.begun) {
+        rstore__snap_rx_begin(&r->rx, r->first);
+        r->first = NULL;
+    }
     if (t->c == RECV_DATA) {
-        /* Written through the dictionary: encrypted on disk when encryption is on. */
-        if (r->rc == 0 && r->f == NULL)
-            r->rc = sec_file_open_write(keys, r->tmp, &r->f);
-        if (r->rc == 0 && t->buf.len)
-            r->rc = sec_file_write(r->f, t->buf.data, t->buf.len);
-        r->bytes += t->buf.len;
+        if (rstore__snap_rx_data(&r->rx, tkv_buf_slice(&t->buf)) != 0)
+            recv_finish(r, r->rx.rc, "snapshot data does not match its metadata");
         return;
     }
     /* RECV_END */
-    if (r->rc == 0 && r->f == NULL)
-        r->rc = sec_file_open_write(keys, r->tmp, &r->f); /* an empty region: an empty file */
-    if (r->rc == 0)
-        r->rc = sec_file_sync(r->f);
-    if (r->f) {
-        int crc = sec_file_close(r->f);
-        if (r->rc == 0)
-            r->rc = crc;
-        r->f = NULL;
-    }
-    const Eraftpb__Snapshot *snap = r->rc == 0 ? r->msg->message->snapshot : NULL;
-    if (r->rc == 0)
-        r->rc = rstore__snap_check_file(s, r->tmp, tkv_slice_of(snap->data.data, snap->data.len));
-    if (r->rc == 0)
-        r->rc = sec_file_rename(keys, r->tmp, r->path);
-    if (r->rc != 0) {
-        recv_finish(r, r->rc, "snapshot file does not match its metadata");
+    RaftServerpb__RaftMessage *rm;
+    if (rstore__snap_rx_end(&r->rx, &rm) != 0) {
+        recv_finish(r, r->rx.rc, "snapshot file does not match its metadata");
         return;
     }
     atomic_fetch_add(&s->stat_snap_received, 1);
     tkv_series_inc(s->m.snapshot_received);
-    TKV_LOG_INFO("snapshot received", TKV_LF_U64("region_id", r->msg->region_id),
-                 TKV_LF_U64("index", snap->metadata->index), TKV_LF_U64("bytes", r->bytes));
-    RaftServerpb__RaftMessage *rm = r->msg;
-    r->msg = NULL;
+    TKV_LOG_INFO("snapshot received", TKV_LF_U64("region_id", rm->region_id),
+                 TKV_LF_U64("index", rm->message->snapshot->metadata->index),
+                 TKV_LF_U64("bytes", r->rx.bytes));
     recv_finish(r, 0, NULL);
     rstore__route_raft_message(s, rm);
 }
@@ -251,6 +324,7 @@ static void on_snap_open(rpc_call *call, void *ud)
     r->s = s;
     r->from_store = sid;
     r->call = call;
+    rstore__snap_rx_init(&r->rx, s);
     pthread_mutex_lock(&s->snap_recv_mu);
     r->next = s->snap_recvs;
     s->snap_recvs = r;
@@ -261,7 +335,7 @@ static void on_snap_open(rpc_call *call, void *ud)
 
 static void on_snap_chunk(rpc_call *call, tkv_slice bytes, void *ud)
 {
-    rstore *s = ud;
+    (void)ud;
     snap_recv *r = rpc_call_data(call);
     RaftServerpb__SnapshotChunk *c =
         raft_serverpb__snapshot_chunk__unpack(NULL, bytes.len, bytes.data);
@@ -270,28 +344,19 @@ static void on_snap_chunk(rpc_call *call, tkv_slice bytes, void *ud)
         return;
     }
     if (!atomic_load(&r->seen)) {
+        /* Checked by the worker (rstore__snap_rx_begin) before any data is written. */
         atomic_store(&r->seen, true);
         RaftServerpb__RaftMessage *m = c->message;
-        bool ok = m && m->message && m->message->snapshot && m->message->snapshot->metadata &&
-                  m->to_peer && m->to_peer->store_id == s->store_id &&
-                  m->message->msg_type == ERAFTPB__MESSAGE_TYPE__MsgSnapshot;
         uint64_t from = m && m->from_peer ? m->from_peer->store_id : 0;
-        if (ok && from != r->from_store) {
+        if (m != NULL && from != r->from_store) {
             /* Dropped: no message, so the worker refuses the file and ends the stream. */
             char reason[160];
             snprintf(reason, sizeof(reason),
                      "snapshot from a peer of store %llu on store %llu's stream",
                      (unsigned long long)from, (unsigned long long)r->from_store);
-            rstore__refused(s, call, r->from_store, reason, false);
-            ok = false;
-        }
-        if (ok) {
-            const Eraftpb__SnapshotMetadata *md = m->message->snapshot->metadata;
-            rstore__snap_path(s, false, m->region_id, md->term, md->index, r->path,
-                              sizeof(r->path));
-            snprintf(r->tmp, sizeof(r->tmp), "%s.%llu.tmp", r->path,
-                     (unsigned long long)atomic_fetch_add(&s->snap_seq, 1));
-            r->msg = m;
+            rstore__refused(r->s, call, r->from_store, reason, false);
+        } else {
+            r->first = m;
             c->message = NULL;
         }
     }
@@ -335,10 +400,9 @@ void rstore__snap_recv_free_all(rstore *s)
     while (s->snap_recvs) {
         snap_recv *r = s->snap_recvs;
         s->snap_recvs = r->next;
-        if (r->f)
-            TKV_IGNORE(sec_file_close(r->f));
-        if (r->msg)
-            protobuf_c_message_free_unpacked(&r->msg->base, NULL);
+        rstore__snap_rx_deinit(&r->rx);
+        if (r->first)
+            protobuf_c_message_free_unpacked(&r->first->base, NULL);
         tkv_free(r);
     }
     pthread_mutex_unlock(&s->snap_recv_mu);

@@ -21,37 +21,15 @@ void rstore__pack(const ProtobufCMessage *m, tkv_buf *out)
     out->len = len;
 }
 
-/* Reads @key of @cf from @db and unpacks it as @desc. */
-static int get_msg(eng_db *db, eng_cf cf, tkv_slice key, const ProtobufCMessageDescriptor *desc,
-                   ProtobufCMessage **out, bool *found)
+/* Whether a persisted term or index is one Raft can run on (raft.h's limits: a log position
+ * past them would wrap, or be refused in every message). */
+static bool in_limits(uint64_t term, uint64_t index)
 {
-    tkv_buf v;
-    tkv_buf_init(&v);
-    *out = NULL;
-    int rc = eng_get(db, cf, key, &v, found);
-    if (rc == 0 && *found) {
-        *out = protobuf_c_message_unpack(desc, NULL, v.len, v.data);
-        if (*out == NULL)
-            rc = TKV_ECORRUPT;
-    }
-    tkv_buf_deinit(&v);
-    return rc;
+    return term < RAFT_TERM_LIMIT && index < RAFT_INDEX_LIMIT;
 }
 
-static int put_msg(eng_batch *b, eng_cf cf, tkv_slice key, const ProtobufCMessage *m)
+void rstore__raft_state_encode(const rstore_raft_state *st, tkv_buf *out)
 {
-    tkv_buf v;
-    tkv_buf_init(&v);
-    rstore__pack(m, &v);
-    int rc = eng_batch_put(b, cf, key, tkv_buf_slice(&v));
-    tkv_buf_deinit(&v);
-    return rc;
-}
-
-int rstore__put_raft_state(eng_batch *b, uint64_t region_id, const rstore_raft_state *st)
-{
-    uint8_t key[11];
-    tkv_keys_raft_state_key(key, region_id);
     Eraftpb__HardState hs = ERAFTPB__HARD_STATE__INIT;
     hs.term = st->hs.term;
     hs.vote = st->hs.vote;
@@ -59,34 +37,58 @@ int rstore__put_raft_state(eng_batch *b, uint64_t region_id, const rstore_raft_s
     RaftServerpb__RaftLocalState rs = RAFT_SERVERPB__RAFT_LOCAL_STATE__INIT;
     rs.hard_state = &hs;
     rs.last_index = st->last_index;
-    return put_msg(b, ENG_CF_DEFAULT, tkv_slice_of(key, sizeof(key)), &rs.base);
+    rstore__pack(&rs.base, out);
 }
 
-int rstore__get_raft_state(eng_db *db, uint64_t region_id, rstore_raft_state *st, bool *found)
+int rstore__raft_state_decode(tkv_slice v, rstore_raft_state *st)
 {
-    uint8_t key[11];
-    tkv_keys_raft_state_key(key, region_id);
-    ProtobufCMessage *m;
     memset(st, 0, sizeof(*st));
-    int rc = get_msg(db, ENG_CF_DEFAULT, tkv_slice_of(key, sizeof(key)),
-                     &raft_serverpb__raft_local_state__descriptor, &m, found);
-    if (rc != 0 || !*found)
-        return rc;
-    RaftServerpb__RaftLocalState *rs = (RaftServerpb__RaftLocalState *)m;
+    RaftServerpb__RaftLocalState *rs = raft_serverpb__raft_local_state__unpack(NULL, v.len, v.data);
+    if (rs == NULL)
+        return TKV_ECORRUPT;
     if (rs->hard_state) {
         st->hs.term = rs->hard_state->term;
         st->hs.vote = rs->hard_state->vote;
         st->hs.commit = rs->hard_state->commit;
     }
     st->last_index = rs->last_index;
-    protobuf_c_message_free_unpacked(m, NULL);
+    protobuf_c_message_free_unpacked(&rs->base, NULL);
+    if (!in_limits(st->hs.term, st->hs.commit) || !in_limits(0, st->last_index) ||
+        st->hs.commit > st->last_index) {
+        memset(st, 0, sizeof(*st));
+        return TKV_ECORRUPT;
+    }
     return 0;
 }
 
-int rstore__put_apply_state(eng_batch *b, uint64_t region_id, const rstore_apply_state *st)
+int rstore__put_raft_state(eng_batch *b, uint64_t region_id, const rstore_raft_state *st)
 {
     uint8_t key[11];
-    tkv_keys_apply_state_key(key, region_id);
+    tkv_keys_raft_state_key(key, region_id);
+    tkv_buf v;
+    tkv_buf_init(&v);
+    rstore__raft_state_encode(st, &v);
+    int rc = eng_batch_put(b, ENG_CF_DEFAULT, tkv_slice_of(key, sizeof(key)), tkv_buf_slice(&v));
+    tkv_buf_deinit(&v);
+    return rc;
+}
+
+int rstore__get_raft_state(eng_db *db, uint64_t region_id, rstore_raft_state *st, bool *found)
+{
+    uint8_t key[11];
+    tkv_keys_raft_state_key(key, region_id);
+    memset(st, 0, sizeof(*st));
+    tkv_buf v;
+    tkv_buf_init(&v);
+    int rc = eng_get(db, ENG_CF_DEFAULT, tkv_slice_of(key, sizeof(key)), &v, found);
+    if (rc == 0 && *found)
+        rc = rstore__raft_state_decode(tkv_buf_slice(&v), st);
+    tkv_buf_deinit(&v);
+    return rc;
+}
+
+void rstore__apply_state_encode(const rstore_apply_state *st, tkv_buf *out)
+{
     RaftServerpb__RaftTruncatedState ts = RAFT_SERVERPB__RAFT_TRUNCATED_STATE__INIT;
     ts.index = st->truncated_index;
     ts.term = st->truncated_term;
@@ -95,20 +97,15 @@ int rstore__put_apply_state(eng_batch *b, uint64_t region_id, const rstore_apply
     as.truncated_state = &ts;
     as.commit_index = st->commit_index;
     as.commit_term = st->commit_term;
-    return put_msg(b, ENG_CF_RAFT, tkv_slice_of(key, sizeof(key)), &as.base);
+    rstore__pack(&as.base, out);
 }
 
-int rstore__get_apply_state(eng_db *db, uint64_t region_id, rstore_apply_state *st, bool *found)
+int rstore__apply_state_decode(tkv_slice v, rstore_apply_state *st)
 {
-    uint8_t key[11];
-    tkv_keys_apply_state_key(key, region_id);
-    ProtobufCMessage *m;
     memset(st, 0, sizeof(*st));
-    int rc = get_msg(db, ENG_CF_RAFT, tkv_slice_of(key, sizeof(key)),
-                     &raft_serverpb__raft_apply_state__descriptor, &m, found);
-    if (rc != 0 || !*found)
-        return rc;
-    RaftServerpb__RaftApplyState *as = (RaftServerpb__RaftApplyState *)m;
+    RaftServerpb__RaftApplyState *as = raft_serverpb__raft_apply_state__unpack(NULL, v.len, v.data);
+    if (as == NULL)
+        return TKV_ECORRUPT;
     st->applied_index = as->applied_index;
     if (as->truncated_state) {
         st->truncated_index = as->truncated_state->index;
@@ -116,9 +113,81 @@ int rstore__get_apply_state(eng_db *db, uint64_t region_id, rstore_apply_state *
     }
     st->commit_index = as->commit_index;
     st->commit_term = as->commit_term;
-    protobuf_c_message_free_unpacked(m, NULL);
-    if (st->truncated_index > st->applied_index)
+    protobuf_c_message_free_unpacked(&as->base, NULL);
+    if (st->truncated_index > st->applied_index ||
+        !in_limits(st->truncated_term, st->applied_index) ||
+        !in_limits(st->commit_term, st->commit_index)) {
+        memset(st, 0, sizeof(*st));
         return TKV_ECORRUPT;
+    }
+    return 0;
+}
+
+int rstore__put_apply_state(eng_batch *b, uint64_t region_id, const rstore_apply_state *st)
+{
+    uint8_t key[11];
+    tkv_keys_apply_state_key(key, region_id);
+    tkv_buf v;
+    tkv_buf_init(&v);
+    rstore__apply_state_encode(st, &v);
+    int rc = eng_batch_put(b, ENG_CF_RAFT, tkv_slice_of(key, sizeof(key)), tkv_buf_slice(&v));
+    tkv_buf_deinit(&v);
+    return rc;
+}
+
+int rstore__get_apply_state(eng_db *db, uint64_t region_id, rstore_apply_state *st, bool *found)
+{
+    uint8_t key[11];
+    tkv_keys_apply_state_key(key, region_id);
+    memset(st, 0, sizeof(*st));
+    tkv_buf v;
+    tkv_buf_init(&v);
+    int rc = eng_get(db, ENG_CF_RAFT, tkv_slice_of(key, sizeof(key)), &v, found);
+    if (rc == 0 && *found)
+        rc = rstore__apply_state_decode(tkv_buf_slice(&v), st);
+    tkv_buf_deinit(&v);
+    return rc;
+}
+
+void rstore__region_state_encode(const Metapb__Region *region, int state, tkv_buf *out)
+{
+    RaftServerpb__RegionLocalState ls = RAFT_SERVERPB__REGION_LOCAL_STATE__INIT;
+    ls.state = (RaftServerpb__PeerState)state;
+    ls.region = (Metapb__Region *)region;
+    rstore__pack(&ls.base, out);
+}
+
+bool rstore__region_is_sane(const Metapb__Region *r)
+{
+    if (r == NULL || r->id == 0 || r->region_epoch == NULL)
+        return false;
+    tkv_slice start = tkv_slice_of(r->start_key.data, r->start_key.len);
+    tkv_slice end = tkv_slice_of(r->end_key.data, r->end_key.len);
+    return end.len == 0 || tkv_slice_cmp(start, end) < 0;
+}
+
+int rstore__region_state_decode(tkv_slice v, uint64_t region_id, Metapb__Region **region,
+                                int *state)
+{
+    *region = NULL;
+    *state = RAFT_SERVERPB__PEER_STATE__Normal;
+    RaftServerpb__RegionLocalState *ls =
+        raft_serverpb__region_local_state__unpack(NULL, v.len, v.data);
+    if (ls == NULL)
+        return TKV_ECORRUPT;
+    /* tikv-c writes Normal and Tombstone only (no merge, no Applying marker). */
+    bool ok = ls->region != NULL && rstore__region_canonical(&ls->region) == 0 &&
+              rstore__region_is_sane(ls->region) && ls->region->id == region_id &&
+              (ls->state == RAFT_SERVERPB__PEER_STATE__Normal ||
+               ls->state == RAFT_SERVERPB__PEER_STATE__Tombstone);
+    if (!ok) {
+        protobuf_c_message_free_unpacked(&ls->base, NULL);
+        return TKV_ECORRUPT;
+    }
+    *state = ls->state;
+    *region = ls->region;
+    ls->region = NULL; /* detached: freed separately */
+    protobuf_c_message_free_unpacked(&ls->base, NULL);
     return 0;
 }
 
@@ -126,10 +195,12 @@ int rstore__put_region_state(eng_batch *b, const Metapb__Region *region, int sta
 {
     uint8_t key[11];
     tkv_keys_region_state_key(key, region->id);
-    RaftServerpb__RegionLocalState ls = RAFT_SERVERPB__REGION_LOCAL_STATE__INIT;
-    ls.state = (RaftServerpb__PeerState)state;
-    ls.region = (Metapb__Region *)region;
-    return put_msg(b, ENG_CF_RAFT, tkv_slice_of(key, sizeof(key)), &ls.base);
+    tkv_buf v;
+    tkv_buf_init(&v);
+    rstore__region_state_encode(region, state, &v);
+    int rc = eng_batch_put(b, ENG_CF_RAFT, tkv_slice_of(key, sizeof(key)), tkv_buf_slice(&v));
+    tkv_buf_deinit(&v);
+    return rc;
 }
 
 int rstore__get_region_state(eng_db *db, uint64_t region_id, Metapb__Region **region, int *state,
@@ -137,22 +208,14 @@ int rstore__get_region_state(eng_db *db, uint64_t region_id, Metapb__Region **re
 {
     uint8_t key[11];
     tkv_keys_region_state_key(key, region_id);
-    ProtobufCMessage *m;
     *region = NULL;
-    int rc = get_msg(db, ENG_CF_RAFT, tkv_slice_of(key, sizeof(key)),
-                     &raft_serverpb__region_local_state__descriptor, &m, found);
-    if (rc != 0 || !*found)
-        return rc;
-    RaftServerpb__RegionLocalState *ls = (RaftServerpb__RegionLocalState *)m;
-    if (ls->region == NULL || ls->region->id != region_id || ls->region->region_epoch == NULL) {
-        protobuf_c_message_free_unpacked(m, NULL);
-        return TKV_ECORRUPT;
-    }
-    *state = ls->state;
-    *region = ls->region;
-    ls->region = NULL; /* detached: freed separately */
-    protobuf_c_message_free_unpacked(m, NULL);
-    return 0;
+    tkv_buf v;
+    tkv_buf_init(&v);
+    int rc = eng_get(db, ENG_CF_RAFT, tkv_slice_of(key, sizeof(key)), &v, found);
+    if (rc == 0 && *found)
+        rc = rstore__region_state_decode(tkv_buf_slice(&v), region_id, region, state);
+    tkv_buf_deinit(&v);
+    return rc;
 }
 
 /* ---- eraftpb.Entry, hand-coded (the hot path of every log write and read) ------------- */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "base/clock.h"
+#include "raftstore/rstore_int.h"
 
 typedef struct waiter {
     pthread_mutex_t mu;
@@ -151,4 +152,54 @@ void rs_rmtree(const char *path)
 {
     if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
         fprintf(stderr, "# could not remove %s\n", path);
+}
+
+int rs_engine_put(eng_db *db, eng_cf cf, tkv_slice key, tkv_slice value)
+{
+    eng_batch *b;
+    int rc = eng_batch_new(db, &b);
+    if (rc != 0)
+        return rc;
+    rc = eng_batch_put(b, cf, key, value);
+    if (rc == 0)
+        rc = eng_write(db, b, false);
+    eng_batch_free(b);
+    return rc;
+}
+
+Metapb__Region *rs_region(uint64_t id, tkv_slice start, tkv_slice end, uint64_t version)
+{
+    Metapb__Region r = METAPB__REGION__INIT;
+    Metapb__RegionEpoch ep = METAPB__REGION_EPOCH__INIT;
+    Metapb__Peer peer = METAPB__PEER__INIT, *pp = &peer;
+    ep.conf_ver = 1;
+    ep.version = version;
+    peer.id = 2;
+    peer.store_id = 1;
+    r.id = id;
+    r.region_epoch = &ep;
+    r.peers = &pp;
+    r.n_peers = 1;
+    r.start_key.data = (uint8_t *)start.data;
+    r.start_key.len = start.len;
+    r.end_key.data = (uint8_t *)end.data;
+    r.end_key.len = end.len;
+    return rstore__region_dup(&r);
+}
+
+int rs_build_snapshot(rstore *s, eng_db *kv, const Metapb__Region *region, tkv_buf *data,
+                      char *path, size_t cap)
+{
+    eng_snap *snap;
+    int rc = eng_snap_open(kv, &snap);
+    if (rc != 0)
+        return rc;
+    rc = rstore__snap_build(s, snap, region, 10, 6, data);
+    eng_snap_close(snap);
+    if (rc != 0)
+        return rc;
+    char gen[512];
+    rstore__snap_path(s, true, region->id, 6, 10, gen, sizeof(gen));
+    rstore__snap_path(s, false, region->id, 6, 10, path, cap);
+    return rename(gen, path) == 0 ? 0 : -errno;
 }
