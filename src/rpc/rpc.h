@@ -378,6 +378,8 @@ typedef struct rpc_gate_stats {
     uint64_t refused_limit;      /* closed at accept: max_connections reached */
     uint64_t refused_addr_limit; /* closed at accept: max_connections_per_addr reached */
     uint64_t handshake_failures; /* TLS connections gone without a call (failed handshakes) */
+    uint64_t unserved;           /* open connections with neither a call nor (with TLS) a
+                                  * completed handshake seen yet */
 } rpc_gate_stats;
 
 /* Fills @out with @s's gate counters. The same figures are exported as the metrics

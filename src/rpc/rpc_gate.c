@@ -32,16 +32,20 @@
  * limit is reached): an entry whose fd is closed or now names another inode is gone. A call
  * that reaches the server marks its connection served (rpc__gate_served, from the peer
  * string gRPC reports for the call; nothing happens per call while no connection is
- * unserved, which is the steady state). With TLS, a connection that goes away unserved
- * within the handshake timeout (plus the sweep's slack) counts as a failed handshake for
- * its source address: a client that did not trust our certificate, a plaintext or garbage
- * client, a TCP connect-and-close, a client certificate the TLS layer refused, a handshake
- * cut short. It is reported through on_peer_rejected (kind RPC_REJECT_HANDSHAKE, reason
- * "tls handshake failed or aborted"), which feeds the same brute-force guard and audit log
- * as refused certificates. Limits: a well-behaved client that connects and closes without
- * making a call (a TCP health probe) counts as well, so probes must stay below the guard's
- * rate (10 per minute at the defaults); an unserved connection that lived longer than the
- * handshake timeout is not counted (it may have been an idle client).
+ * unserved, which is the steady state). A connection whose TLS handshake completed is
+ * served as well, calls or not: gRPC core creates a channelz socket node ("chttp2 <peer>")
+ * for a connection only once its handshake is done, so each sweep that finds unserved
+ * connections reads the established ones from grpc_channelz_get_server_sockets (public
+ * API). With TLS, a connection that goes away unserved within the handshake timeout (plus
+ * the sweep's slack) counts as a failed handshake for its source address: a client that did
+ * not trust our certificate, a plaintext or garbage client, a TCP connect-and-close, a
+ * handshake cut short. It is reported through on_peer_rejected (kind RPC_REJECT_HANDSHAKE,
+ * reason "tls handshake failed or aborted"), which feeds the same brute-force guard and
+ * audit log as refused certificates. Limits: a client that completes the handshake and
+ * closes without a call within one sweep (under a second) counts, and so does a TCP health
+ * probe that connects and closes, so probes must stay below the guard's rate (10 per minute
+ * at the defaults); an unserved connection that lived longer than the handshake timeout is
+ * not counted.
  *
  * Refusals at accept are counted per reason and reported to on_peer_rejected (kind
  * RPC_REJECT_CONNECTION) at most once per address per RATE_WINDOW_MS, so a flood from one
@@ -57,6 +61,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <grpc/support/alloc.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -498,18 +504,98 @@ bool rpc__gate_wants_peer(const rpc__gate *g)
     return atomic_load_explicit(&g->unserved, memory_order_relaxed) > 0;
 }
 
+static void mark_served(rpc__gate *g, const gkey *k);
+
 void rpc__gate_served(rpc__gate *g, const char *peer)
 {
     gkey k;
-    if (!key_of_peer(peer, &k))
-        return;
+    if (key_of_peer(peer, &k))
+        mark_served(g, &k);
+}
+
+/* Marks the connection of @peer ("ipv4:1.2.3.4:5") served; returns false when unknown. */
+static void mark_served(rpc__gate *g, const gkey *k)
+{
     pthread_mutex_lock(&g->mu);
-    size_t i = tab_find(&g->conns, &k);
+    size_t i = tab_find(&g->conns, k);
     if (i != NONE && !g->conns.s[i].served) {
         g->conns.s[i].served = true;
         atomic_fetch_sub(&g->unserved, 1);
     }
     pthread_mutex_unlock(&g->mu);
+}
+
+/* Reads the decimal after each @field ("\"socketId\":\"") in @js and returns the largest,
+ * or -1. */
+static intptr_t max_id(const char *js, const char *field)
+{
+    intptr_t best = -1;
+    size_t n = strlen(field);
+    for (const char *p = js; (p = strstr(p, field)) != NULL;) {
+        p += n;
+        long long v = strtoll(p, NULL, 10);
+        if (v > best)
+            best = (intptr_t)v;
+    }
+    return best;
+}
+
+/* Marks served every tracked connection that channelz lists among server @id's sockets:
+ * gRPC creates a socket's channelz node once its handshake (TLS, and HTTP/2 setup) is
+ * done, named "chttp2 <peer>". */
+static void mark_established_of(rpc__gate *g, intptr_t id)
+{
+    static const char tag[] = "\"name\":\"chttp2 ";
+    for (intptr_t start = 0;;) {
+        char *js = grpc_channelz_get_server_sockets(id, start, 0);
+        if (js == NULL)
+            return;
+        for (const char *p = js; (p = strstr(p, tag)) != NULL;) {
+            p += sizeof(tag) - 1;
+            const char *q = strchr(p, '"');
+            if (q == NULL || q - p >= PEER_LEN)
+                break;
+            char peer[PEER_LEN];
+            memcpy(peer, p, (size_t)(q - p));
+            peer[q - p] = '\0';
+            gkey k;
+            if (key_of_peer(peer, &k))
+                mark_served(g, &k);
+        }
+        intptr_t last = max_id(js, "\"socketId\":\"");
+        bool end = strstr(js, "\"end\":true") != NULL;
+        gpr_free(js);
+        if (end || last < start)
+            return;
+        start = last + 1;
+    }
+}
+
+/* With TLS, a connection whose handshake completed is never a failed handshake, even
+ * without calls (an idle pooled connection). gRPC core tells no one about handshakes, but
+ * its channelz registry lists the established connections of every server in the process
+ * (peers are unique per connection, so which server does not matter). Asked only while some
+ * tracked connection is unserved; each one found is then served and not asked about again. */
+static void mark_established(rpc__gate *g)
+{
+    if (!g->o.use_channelz || !rpc__gate_wants_peer(g))
+        return;
+    for (intptr_t start = 0;;) {
+        char *js = grpc_channelz_get_servers(start);
+        if (js == NULL)
+            return;
+        static const char field[] = "\"serverId\":\"";
+        for (const char *p = js; (p = strstr(p, field)) != NULL;) {
+            p += sizeof(field) - 1;
+            mark_established_of(g, (intptr_t)strtoll(p, NULL, 10));
+        }
+        intptr_t last = max_id(js, field);
+        bool end = strstr(js, "\"end\":true") != NULL;
+        gpr_free(js);
+        if (end || last < start)
+            return;
+        start = last + 1;
+    }
 }
 
 /* Hands the queued reports to on_peer_rejected, outside the mutex. A failed handshake from
@@ -554,6 +640,8 @@ static void deliver(rpc__gate *g)
 
 void rpc__gate_sweep(rpc__gate *g)
 {
+    if (g->o.count_failures)
+        mark_established(g);
     pthread_mutex_lock(&g->mu);
     sweep_locked(g, gate_now(g));
     pthread_mutex_unlock(&g->mu);
@@ -573,6 +661,8 @@ void rpc__gate_stats(rpc__gate *g, rpc_gate_stats *out)
     out->refused_limit = atomic_load(&g->refused[RPC__ADMIT_LIMIT]);
     out->refused_addr_limit = atomic_load(&g->refused[RPC__ADMIT_ADDR_LIMIT]);
     out->handshake_failures = atomic_load(&g->failures);
+    long unserved = atomic_load(&g->unserved);
+    out->unserved = unserved > 0 ? (uint64_t)unserved : 0;
 }
 
 static void *sweeper_main(void *arg)

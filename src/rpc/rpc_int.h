@@ -163,6 +163,7 @@ typedef struct rpc__gate_opts {
     int max_connections_per_addr; /* 0: unlimited */
     int handshake_timeout_ms;     /* <= 0: gRPC's 120 s */
     bool count_failures;          /* TLS: unserved short-lived connections are failures */
+    bool use_channelz;            /* connections gRPC's channelz lists count as served */
     bool (*peer_gate)(const char *peer, void *ud);
     void (*on_peer_rejected)(const rpc_peer_rejection *r, void *ud);
     void *hook_ud;

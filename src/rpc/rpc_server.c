@@ -864,6 +864,9 @@ static grpc_server *create_grpc_server(const rpc_server *s)
     rpc__args_int(&a, GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
     rpc__args_int(&a, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                   s->opts.min_recv_ping_interval_ms);
+    /* The connection gate reads established connections from channelz (gRPC's default is
+     * on; said here because rpc_gate.c depends on it). */
+    rpc__args_int(&a, GRPC_ARG_ENABLE_CHANNELZ, 1);
     /* A port already in use must fail, not be shared. */
     rpc__args_int(&a, GRPC_ARG_ALLOW_REUSEPORT, 0);
     /* Hardening (rpc_server_opts): each limit only when set. */
@@ -901,6 +904,7 @@ static int gate_start(rpc_server *s)
     go.max_connections_per_addr = TKV_MAX(o->max_connections_per_addr, 0);
     go.handshake_timeout_ms = o->handshake_timeout_ms;
     go.count_failures = tls && o->on_peer_rejected != NULL;
+    go.use_channelz = true;
     go.peer_gate = o->peer_gate;
     go.on_peer_rejected = o->on_peer_rejected;
     go.hook_ud = o->hook_ud;

@@ -684,6 +684,49 @@ static void test_clients_that_make_calls_are_never_counted(void **state)
     pthread_mutex_destroy(&s.mu);
 }
 
+/* A client that completes the TLS handshake and keeps its connection idle without a call
+ * (a pooled connection) is not a failure when it closes. */
+static void test_an_idle_connection_after_a_good_handshake_is_not_counted(void **state)
+{
+    pki *p = *state;
+    paths ps;
+    server_paths(p, &ps);
+    seen s;
+    seen_init(&s);
+    fixture f;
+    fix_start(
+        &f, &(fix_cfg){
+                .tls = &ps.tls, .peer_gate = gate, .on_peer_rejected = on_rejected, .hook_ud = &s});
+    char cert[128], key[128];
+    snprintf(cert, sizeof(cert), "%s/client.pem", p->dir);
+    snprintf(key, sizeof(key), "%s/client.key", p->dir);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(ctx);
+    assert_int_equal(SSL_CTX_load_verify_locations(ctx, ps.ca, NULL), 1);
+    assert_int_equal(SSL_CTX_use_certificate_file(ctx, cert, SSL_FILETYPE_PEM), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM), 1);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    const unsigned char alpn[] = "\x02h2";
+    assert_int_equal(SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1), 0);
+    int fd = raw_connect(&f, "127.0.0.5");
+    SSL *ssl = SSL_new(ctx);
+    assert_non_null(ssl);
+    SSL_set_fd(ssl, fd);
+    assert_int_equal(SSL_connect(ssl), 1);
+    WAIT_STAT(&f, accepted, 1);
+    WAIT_STAT_IS(&f, unserved, 0); /* seen established, without any call */
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    WAIT_STAT_IS(&f, open, 0);
+    rpc_gate_stats st;
+    rpc_server_gate_stats(f.srv, &st);
+    assert_int_equal(st.handshake_failures, 0);
+    assert_int_equal(seen_kind(&s, RPC_REJECT_HANDSHAKE, NULL), 0);
+    fix_stop(&f, 1000);
+    pthread_mutex_destroy(&s.mu);
+}
+
 static void test_a_plaintext_server_still_limits_connections(void **state)
 {
     pki *p = *state;
@@ -707,6 +750,18 @@ static void test_a_plaintext_server_still_limits_connections(void **state)
     rpc_server_gate_stats(f.srv, &st);
     assert_int_equal(st.refused_addr_limit, 1);
     assert_int_equal(st.handshake_failures, 0); /* no TLS: nothing to count */
+    /* A call marks its connection served, from the peer gRPC reports for it. */
+    rpc_client_opts o;
+    rpc_client_opts_init(&o);
+    rpc_client *cli;
+    assert_int_equal(rpc_client_new(&o, &cli), 0);
+    rpc_channel *ch;
+    assert_int_equal(rpc_client_channel(cli, f.addr, 0, &ch), 0);
+    assert_int_equal(fix_raw_get(ch), RPC_OK);
+    rpc_server_gate_stats(f.srv, &st);
+    assert_int_equal(st.open, 1);
+    assert_int_equal(st.unserved, 0);
+    rpc_client_free(cli);
     fix_stop(&f, 1000);
     pthread_mutex_destroy(&s.mu);
 }
@@ -728,6 +783,7 @@ int main(void)
         cmocka_unit_test(test_failed_handshakes_get_only_the_offending_address_refused),
         cmocka_unit_test(test_tcp_connect_and_close_floods_count_as_failed_handshakes),
         cmocka_unit_test(test_clients_that_make_calls_are_never_counted),
+        cmocka_unit_test(test_an_idle_connection_after_a_good_handshake_is_not_counted),
         cmocka_unit_test(test_a_plaintext_server_still_limits_connections),
     };
     int rc = cmocka_run_group_tests_name("gate bookkeeping", unit, NULL, NULL);
