@@ -718,6 +718,7 @@ static void resolve_real_accept4(void)
 static int local_port(int fd)
 {
     struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
     socklen_t len = sizeof(ss);
     if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
         return -1;
@@ -740,6 +741,7 @@ static bool gate_accepted(int fd)
         if (registry.e[i].port != port)
             continue;
         struct sockaddr_storage peer;
+        memset(&peer, 0, sizeof(peer));
         socklen_t len = sizeof(peer);
         if (getpeername(fd, (struct sockaddr *)&peer, &len) == 0)
             verdict = rpc__gate_admit(registry.e[i].g, fd, (const struct sockaddr *)&peer);
