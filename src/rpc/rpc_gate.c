@@ -467,6 +467,7 @@ int rpc__gate_admit(rpc__gate *g, int fd, const struct sockaddr *peer_sa)
         over = over_limit_locked(g, &ak);
     }
     if (over != RPC__ADMIT_OK) {
+        kick_locked(g); /* swept too recently here: let the sweeper look again at once */
         pthread_mutex_unlock(&g->mu);
         return refuse(g, &k, peer, over);
     }
