@@ -29,13 +29,13 @@
  * Connection lifetime without interposing close(): each admitted connection is remembered
  * as (peer ip:port, fd, socket inode, accept time, served flag) and the table is swept
  * lazily (by a sweeper thread every second, sooner when accepts arrive, and inline when a
- * limit is reached): an entry whose fd is closed or now names another inode is gone. A call
- * that reaches the server marks its connection served (rpc__gate_served, from the peer
- * string gRPC reports for the call; nothing happens per call while no connection is
- * unserved, which is the steady state). A connection whose TLS handshake completed is
- * served as well, calls or not: gRPC core creates a channelz socket node ("chttp2 <peer>")
- * for a connection only once its handshake is done, so each sweep that finds unserved
- * connections reads the established ones from grpc_channelz_get_server_sockets (public
+ * limit is reached, at most every max(10 ms, 1 ms per 100 connections tracked)): an entry whose fd
+ * is closed or now names another inode is gone. A call that reaches the server marks its connection
+ * served (rpc__gate_served, from the peer string gRPC reports for the call; nothing happens per
+ * call while no connection is unserved, which is the steady state). A connection whose TLS
+ * handshake completed is served as well, calls or not: gRPC core creates a channelz socket node
+ * ("chttp2 <peer>") for a connection only once its handshake is done, so each sweep that finds
+ * unserved connections reads the established ones from grpc_channelz_get_server_sockets (public
  * API). With TLS, a connection that goes away unserved within the handshake timeout (plus
  * the sweep's slack) counts as a failed handshake for its source address: a client that did
  * not trust our certificate, a plaintext or garbage client, a TCP connect-and-close, a
@@ -69,16 +69,17 @@
 #include "base/metrics.h"
 #include "rpc/rpc_int.h"
 
-#define SWEEP_INTERVAL_MS 1000   /* the sweeper's period */
-#define SWEEP_MIN_GAP_MS  100    /* inline and early sweeps at most this often */
-#define SWEEP_SLACK_MS    2000   /* lifetimes are measured at sweeps: this late at most */
-#define GRPC_HANDSHAKE_MS 120000 /* gRPC's own handshake timeout when none is set */
-#define RATE_SLOTS        256    /* accept refusals: one report per address per window */
-#define RATE_WINDOW_MS    60000
-#define REPORT_RING       256 /* reports waiting for the sweeper (more are dropped) */
-#define REGISTRY_MAX      64  /* gated listening ports in one process */
-#define PEER_LEN          64
-#define HANDSHAKE_REASON  "tls handshake failed or aborted"
+#define SWEEP_INTERVAL_MS   1000   /* the sweeper's period */
+#define SWEEP_MIN_GAP_MS    100    /* early sweeps (sweeper woken by accepts) at most this often */
+#define SWEEP_INLINE_MIN_MS 10     /* a limit reached sweeps inline at most this often */
+#define SWEEP_SLACK_MS      2000   /* lifetimes are measured at sweeps: this late at most */
+#define GRPC_HANDSHAKE_MS   120000 /* gRPC's own handshake timeout when none is set */
+#define RATE_SLOTS          256    /* accept refusals: one report per address per window */
+#define RATE_WINDOW_MS      60000
+#define REPORT_RING         256 /* reports waiting for the sweeper (more are dropped) */
+#define REGISTRY_MAX        64  /* gated listening ports in one process */
+#define PEER_LEN            64
+#define HANDSHAKE_REASON    "tls handshake failed or aborted"
 
 /* ---- keys and tables ------------------------------------------------------------------ */
 
@@ -447,6 +448,15 @@ static int refuse(rpc__gate *g, const gkey *k, const char *peer, int reason)
     return reason;
 }
 
+/* How long after a sweep a limit may sweep again inline: long enough that sweeping (about
+ * a microsecond per tracked connection) takes a few percent of the accepting thread at most
+ * (1 ms per 100 connections), short enough that a burst of short-lived connections from one
+ * client (thousands a second) is not refused for entries that are already closed. */
+static uint64_t inline_sweep_gap_ms(const rpc__gate *g)
+{
+    return TKV_MAX((uint64_t)SWEEP_INLINE_MIN_MS, (uint64_t)g->conns.n / 100);
+}
+
 int rpc__gate_admit(rpc__gate *g, int fd, const struct sockaddr *peer_sa)
 {
     gkey k;
@@ -462,7 +472,7 @@ int rpc__gate_admit(rpc__gate *g, int fd, const struct sockaddr *peer_sa)
     pthread_mutex_lock(&g->mu);
     uint64_t now = gate_now(g);
     int over = over_limit_locked(g, &ak);
-    if (over != RPC__ADMIT_OK && now - g->last_sweep_ms >= SWEEP_MIN_GAP_MS) {
+    if (over != RPC__ADMIT_OK && now - g->last_sweep_ms >= inline_sweep_gap_ms(g)) {
         sweep_locked(g, now);
         over = over_limit_locked(g, &ak);
     }
