@@ -8,7 +8,10 @@
  * so the figures are for the whole round trip on one host.
  *
  *   rpc-bench [--seconds S] [--concurrency 1,64] [--server-threads N] [--client-threads N]
- *             [--conns N] [--payload BYTES] [--async]
+ *             [--conns N] [--payload BYTES] [--async] [--max-connections N]
+ *
+ * --max-connections turns the server's connection gate on (same limit in all and per
+ * address), to measure what it costs per call.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -34,6 +37,7 @@ typedef struct bench_opts {
     int conns;
     size_t payload;
     bool async;
+    int max_connections; /* > 0 turns the connection gate on (rpc.h max_connections) */
 } bench_opts;
 
 typedef struct worker {
@@ -247,7 +251,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: rpc-bench [--seconds S] [--concurrency 1,64] [--server-threads N]\n"
                     "                 [--client-threads N] [--conns N] [--payload BYTES] "
-                    "[--async]\n");
+                    "[--async] [--max-connections N]\n");
     exit(2);
 }
 
@@ -305,6 +309,7 @@ int main(int argc, char **argv)
                                              {"conns", required_argument, NULL, 'n'},
                                              {"payload", required_argument, NULL, 'p'},
                                              {"async", no_argument, NULL, 'a'},
+                                             {"max-connections", required_argument, NULL, 'm'},
                                              {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -330,6 +335,9 @@ int main(int argc, char **argv)
         case 'a':
             o.async = true;
             break;
+        case 'm':
+            o.max_connections = (int)parse_long(optarg, 1, 1 << 30);
+            break;
         default:
             usage();
         }
@@ -343,6 +351,8 @@ int main(int argc, char **argv)
     rpc_server_opts_init(&so);
     so.addr = "127.0.0.1:0";
     so.cq_threads = o.server_threads;
+    so.max_connections = o.max_connections;
+    so.max_connections_per_addr = o.max_connections;
     rpc_server *srv;
     rpc_handler h = {.type = RPC_UNARY, .on_request = ping};
     if (rpc_server_new(&so, &srv) != 0 || rpc_server_add_method(srv, "/bench.Svc/Ping", &h) != 0 ||
@@ -362,8 +372,9 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("rpc-bench: trivial unary handler on %s, server cq threads %d, client cq threads %d, "
-           "payload %zu bytes, %.1f s per level\n",
-           addr, o.server_threads, o.client_threads, o.payload, o.seconds);
+           "payload %zu bytes, %.1f s per level, connection gate %s\n",
+           addr, o.server_threads, o.client_threads, o.payload, o.seconds,
+           o.max_connections > 0 ? "on" : "off");
     for (int i = 0; i < o.n_levels; i++)
         run_level(cl, addr, &o, o.levels[i]);
 

@@ -79,6 +79,10 @@ typedef struct pd_config {
     char log_level[16];     /* log.level, "info" */
     char log_file[1024];    /* log.file.filename, "" = stderr */
     int grpc_threads;       /* completion-queue threads, 2 */
+    /* Connection gate of the gRPC server (tikv-c; rpc.h max_connections): connections open
+     * at once, in all and from one source address. */
+    uint64_t grpc_max_connections;             /* grpc-max-connections, 10000 */
+    uint64_t grpc_max_connections_per_address; /* grpc-max-connections-per-address, 1000 */
     pd_sched_cfg sched;
     /* [security] (PD's keys; cert-allowed-san and audit-log are tikv-c's). TLS on every
      * channel when cacert-path, cert-path and key-path are set (all three or none): mutual

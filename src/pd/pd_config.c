@@ -74,6 +74,8 @@ void pd_config_init(pd_config *c)
     c->tso_window_ms = 3000;
     snprintf(c->log_level, sizeof(c->log_level), "info");
     c->grpc_threads = 2;
+    c->grpc_max_connections = 10000;
+    c->grpc_max_connections_per_address = 1000;
     c->auth_failure_burst = 10;
     pd__sched_cfg_default(&c->sched);
 }
@@ -316,6 +318,8 @@ static const char *const top_keys[] = {
     "http-addr",
     "lease",
     "tso-save-interval",
+    "grpc-max-connections",
+    "grpc-max-connections-per-address",
     "log.level",
     "log.file.filename",
     "log-level",
@@ -329,6 +333,19 @@ static const char *const top_keys[] = {
     "security.audit-log",
     "security.auth-failure-burst",
 };
+
+/* Reads the integer @key into *@out when present; it must be between 1 and INT32_MAX. */
+static int get_positive(const tkv_cfg_doc *doc, const char *key, uint64_t *out,
+                        char errmsg[TKV_ERRMSG_LEN])
+{
+    int64_t v;
+    int r = tkv_cfg_get_int(doc, key, &v);
+    if (r == 0 && v > 0 && v <= INT32_MAX)
+        *out = (uint64_t)v;
+    else if (r != TKV_ENOTFOUND)
+        return cfail(errmsg, "%s: expected a positive integer", key);
+    return 0;
+}
 
 static bool known_key(const char *path)
 {
@@ -466,14 +483,13 @@ int pd_config_load_file(pd_config *c, const char *path, char errmsg[TKV_ERRMSG_L
     if (rc == 0)
         rc = copy_names(doc, "security.cert-allowed-san", c->cert_allowed_san,
                         &c->n_cert_allowed_san, errmsg);
-    if (rc == 0) {
-        int64_t burst;
-        int r = tkv_cfg_get_int(doc, "security.auth-failure-burst", &burst);
-        if (r == 0 && burst > 0)
-            c->auth_failure_burst = (uint64_t)burst;
-        else if (r != TKV_ENOTFOUND)
-            rc = cfail(errmsg, "security.auth-failure-burst: expected a positive integer");
-    }
+    if (rc == 0)
+        rc = get_positive(doc, "security.auth-failure-burst", &c->auth_failure_burst, errmsg);
+    if (rc == 0)
+        rc = get_positive(doc, "grpc-max-connections", &c->grpc_max_connections, errmsg);
+    if (rc == 0)
+        rc = get_positive(doc, "grpc-max-connections-per-address",
+                          &c->grpc_max_connections_per_address, errmsg);
     if (rc == 0) {
         int64_t lease;
         int r = tkv_cfg_get_int(doc, "lease", &lease);

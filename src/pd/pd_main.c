@@ -31,6 +31,7 @@ static void usage(FILE *f)
         "  --help                 this text\n"
         "\n"
         "TOML keys: name, data-dir, client-urls, http-addr, lease, tso-save-interval,\n"
+        "grpc-max-connections (10000), grpc-max-connections-per-address (1000),\n"
         "log.level, log.file.filename, [schedule] max-store-down-time, leader-schedule-limit,\n"
         "region-schedule-limit, replica-schedule-limit, patrol-region-interval,\n"
         "split-merge-interval, max-snapshot-count, max-pending-peer-count,\n"

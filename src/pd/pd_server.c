@@ -156,6 +156,9 @@ int pd_server_start(pd_server *s, char errmsg[TKV_ERRMSG_LEN])
     rpc_server_opts_init(&o);
     o.addr = s->listen_addr;
     o.cq_threads = s->cfg.grpc_threads;
+    o.handshake_timeout_ms = 10000; /* as tikv-server: TCP+TLS+HTTP/2 within 10 s */
+    o.max_connections = (int)s->cfg.grpc_max_connections;
+    o.max_connections_per_addr = (int)s->cfg.grpc_max_connections_per_address;
     pd__security_rpc(s, &o); /* TLS branch */
     int rc = rpc_server_new(&o, &s->rpc);
     if (rc == 0)

@@ -219,14 +219,26 @@ typedef enum rpc_health {
     RPC_HEALTH_NOT_SERVING = 2,
 } rpc_health;
 
-/* A call refused before any handler saw it (rpc_server_opts.on_peer_rejected). Strings are
- * borrowed for the hook's duration. */
+/* What was refused (rpc_peer_rejection.kind). */
+typedef enum rpc_reject_kind {
+    RPC_REJECT_CALL = 0,      /* a call: gate, client certificate or allow-list */
+    RPC_REJECT_HANDSHAKE = 1, /* with TLS, a connection went away without a call within the
+                               * handshake timeout: failed or aborted handshake (counts as an
+                               * authentication failure) */
+    RPC_REJECT_CONNECTION = 2 /* closed at accept: banned address or connection limit (not a
+                               * failure of its own; reported once a minute per address) */
+} rpc_reject_kind;
+
+/* A call or connection refused before any handler saw it (rpc_server_opts.on_peer_rejected).
+ * Strings are borrowed for the hook's duration. */
 typedef struct rpc_peer_rejection {
     const char *peer;    /* gRPC peer address, "ipv4:127.0.0.1:5555" */
     const char *cert_cn; /* the client certificate's common name, "" when none */
-    const char *method;  /* full method path */
-    rpc_code code;       /* PERMISSION_DENIED or UNAUTHENTICATED */
-    const char *reason;  /* the status message sent to the client */
+    const char *method;  /* full method path, "" for connections */
+    rpc_code code;       /* PERMISSION_DENIED or UNAUTHENTICATED; connections refused for a
+                          * limit: RESOURCE_EXHAUSTED */
+    const char *reason;  /* the status message sent to the client, or what happened */
+    rpc_reject_kind kind;
 } rpc_peer_rejection;
 
 typedef struct rpc_server_opts {
@@ -272,9 +284,10 @@ typedef struct rpc_server_opts {
      *                     false refuses the call with PERMISSION_DENIED (brute-force bans).
      *   on_peer_rejected: told about every call refused by the gate, for a missing or
      *                     untrusted client certificate, or by the allow-lists (for the audit
-     *                     log and the failure counters). Handshakes that fail outright
-     *                     (plaintext to a TLS port, no common cipher) never become calls and
-     *                     gRPC core reports them to no one. */
+     *                     log and the failure counters), and about the connection gate's
+     *                     refusals and failed handshakes (rpc_reject_kind; those run on the
+     *                     gate's sweeper thread). The peer gate is also asked at accept: a
+     *                     banned address's connections are closed at once. */
     bool (*peer_gate)(const char *peer, void *ud);
     void (*on_peer_rejected)(const struct rpc_peer_rejection *r, void *ud);
     /*   method_gate:      with mutual TLS, asked after the certificate passed, with the
@@ -303,6 +316,14 @@ typedef struct rpc_server_opts {
     int max_connection_idle_ms;
     int max_connection_age_ms;
     int max_connection_age_grace_ms;
+    /* Connection gate (gRPC core has no connection limit; see rpc_gate.c for how it works):
+     *   max_connections:          connections open at once; one more is closed as soon as it
+     *                             is accepted (0: unlimited).
+     *   max_connections_per_addr: the same from one source address (0: unlimited).
+     * The gate runs when either is set, with TLS (failed handshakes are counted and told to
+     * on_peer_rejected) or with a peer_gate (banned addresses are refused at accept). */
+    int max_connections;
+    int max_connections_per_addr;
 } rpc_server_opts;
 
 /* Fills @o with defaults: addr "127.0.0.1:20160", 2 completion-queue threads, unlimited
@@ -348,6 +369,24 @@ void rpc_server_free(rpc_server *s);
 
 /* Returns the message of the last failure of a server call (valid until the next call). */
 const char *rpc_server_errmsg(const rpc_server *s);
+
+/* Counters of a server's connection gate (all zero when the gate is off). */
+typedef struct rpc_gate_stats {
+    uint64_t open;               /* connections open now (as of the last sweep) */
+    uint64_t accepted;           /* connections admitted */
+    uint64_t refused_banned;     /* closed at accept: the peer gate refused the address */
+    uint64_t refused_limit;      /* closed at accept: max_connections reached */
+    uint64_t refused_addr_limit; /* closed at accept: max_connections_per_addr reached */
+    uint64_t handshake_failures; /* TLS connections gone without a call (failed handshakes) */
+    uint64_t unserved;           /* open connections with neither a call nor (with TLS) a
+                                  * completed handshake seen yet */
+} rpc_gate_stats;
+
+/* Fills @out with @s's gate counters. The same figures are exported as the metrics
+ * tikv_server_grpc_connections, tikv_server_grpc_connections_refused_total{reason} and
+ * tikv_server_tls_handshake_failures_total (summed over the process's servers).
+ * Thread: any. */
+void rpc_server_gate_stats(const rpc_server *s, rpc_gate_stats *out);
 
 /* ---- server calls (used by handlers) ------------------------------------------------- */
 

@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -152,6 +153,50 @@ void rpc__args_ptr(rpc__args *a, const char *key, void *p, const grpc_arg_pointe
  * pings (time <= 0: off). */
 void rpc__args_common(rpc__args *a, int max_recv, int max_send, int keepalive_time_ms,
                       int keepalive_timeout_ms);
+
+/* ---- connection gate (rpc_gate.c) ---------------------------------------------------- */
+
+typedef struct rpc__gate rpc__gate;
+
+typedef struct rpc__gate_opts {
+    int max_connections;          /* 0: unlimited */
+    int max_connections_per_addr; /* 0: unlimited */
+    int handshake_timeout_ms;     /* <= 0: gRPC's 120 s */
+    bool count_failures;          /* TLS: unserved short-lived connections are failures */
+    bool use_channelz;            /* connections gRPC's channelz lists count as served */
+    bool (*peer_gate)(const char *peer, void *ud);
+    void (*on_peer_rejected)(const rpc_peer_rejection *r, void *ud);
+    void *hook_ud;
+    uint64_t (*now_ms)(void *ud); /* monotonic clock for tests; NULL: tkv_clock_mono_ms */
+    void *clock_ud;
+} rpc__gate_opts;
+
+/* rpc__gate_admit's verdicts. */
+enum { RPC__ADMIT_OK = 0, RPC__ADMIT_BANNED = 1, RPC__ADMIT_LIMIT = 2, RPC__ADMIT_ADDR_LIMIT = 3 };
+
+void rpc__gate_opts_init(rpc__gate_opts *o);
+/* Creates a gate (not yet attached to a port). Errors: -EINVAL, -ENOMEM. */
+int rpc__gate_new(const rpc__gate_opts *o, rpc__gate **out);
+/* Detaches and frees @g; NULL is a no-op. */
+void rpc__gate_free(rpc__gate *g);
+/* Gates connections accepted on @port from now on and starts the sweeper thread.
+ * Errors: -EINVAL, TKV_EEXIST (port gated already), -ENOSPC (too many gated ports), -errno. */
+int rpc__gate_listen(rpc__gate *g, int port);
+/* Stops gating the port and joins the sweeper thread (idempotent). */
+void rpc__gate_unlisten(rpc__gate *g);
+/* Decides on the accepted socket @fd from @peer: RPC__ADMIT_OK (now tracked) or the reason
+ * to refuse it (the caller closes it). Thread-safe. */
+int rpc__gate_admit(rpc__gate *g, int fd, const struct sockaddr *peer);
+/* True while some tracked connection has not carried a call yet (only then does
+ * rpc__gate_served need the call's peer). */
+bool rpc__gate_wants_peer(const rpc__gate *g);
+/* Marks the connection of a call from @peer ("ipv4:1.2.3.4:5") as served. */
+void rpc__gate_served(rpc__gate *g, const char *peer);
+/* Finds the connections that went away and hands pending reports to on_peer_rejected on
+ * the calling thread (the sweeper does this every second). */
+void rpc__gate_sweep(rpc__gate *g);
+/* Fills @out (zeros for NULL). */
+void rpc__gate_stats(rpc__gate *g, rpc_gate_stats *out);
 
 /* ---- waiting ------------------------------------------------------------------------- */
 

@@ -43,6 +43,7 @@ struct rpc_server {
     rpc_server_opts opts;       /* pointers in it are not kept */
     rpc__server_tls tls;        /* credentials, identity and allow-lists */
     grpc_resource_quota *quota; /* memory quota, or NULL */
+    rpc__gate *gate;            /* connection gate (rpc_gate.c), or NULL when off */
     grpc_server *server;
     rpc__cq_pool pool;
 
@@ -372,13 +373,21 @@ static rpc_code check_peer(rpc_call *c, const char *peer, char *reason, size_t c
 }
 
 /* Runs the gate and allow-list for a new call; a refused call is ended here, reported to the
- * rejection hook, and false returned. */
+ * rejection hook, and false returned. Marks the call's connection served for the connection
+ * gate (only while the gate has unserved connections: one atomic load otherwise). */
 static bool admit_peer(rpc_call *c)
 {
     rpc_server *s = c->srv;
-    if (s->opts.peer_gate == NULL && !s->tls.mtls)
+    bool mark = s->gate != NULL && rpc__gate_wants_peer(s->gate);
+    if (s->opts.peer_gate == NULL && !s->tls.mtls && !mark)
         return true;
     char *peer = grpc_call_get_peer(c->call);
+    if (mark && peer != NULL)
+        rpc__gate_served(s->gate, peer);
+    if (s->opts.peer_gate == NULL && !s->tls.mtls) {
+        gpr_free(peer);
+        return true;
+    }
     char reason[RPC_STATUS_MSG_LEN];
     reason[0] = '\0';
     rpc_code code = check_peer(c, peer != NULL ? peer : "", reason, sizeof(reason));
@@ -433,6 +442,12 @@ static void dispatch(rpc_call *c)
     }
 
     if (c->method == NULL) {
+        if (s->gate != NULL && rpc__gate_wants_peer(s->gate)) {
+            char *peer = grpc_call_get_peer(c->call);
+            if (peer != NULL)
+                rpc__gate_served(s->gate, peer);
+            gpr_free(peer);
+        }
         char msg[160];
         snprintf(msg, sizeof(msg), "unknown method %.120s", c->path);
         end_by_server(c, RPC_UNIMPLEMENTED, msg);
@@ -734,6 +749,7 @@ static void server_destroy_fields(rpc_server *s)
         tkv_free(s->health[i].service);
     tkv_free(s->health);
     rpc__server_tls_deinit(&s->tls);
+    rpc__gate_free(s->gate);
     if (s->quota != NULL)
         grpc_resource_quota_unref(s->quota);
     tkv_free(s->addr);
@@ -848,6 +864,9 @@ static grpc_server *create_grpc_server(const rpc_server *s)
     rpc__args_int(&a, GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
     rpc__args_int(&a, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                   s->opts.min_recv_ping_interval_ms);
+    /* The connection gate reads established connections from channelz (gRPC's default is
+     * on; said here because rpc_gate.c depends on it). */
+    rpc__args_int(&a, GRPC_ARG_ENABLE_CHANNELZ, 1);
     /* A port already in use must fail, not be shared. */
     rpc__args_int(&a, GRPC_ARG_ALLOW_REUSEPORT, 0);
     /* Hardening (rpc_server_opts): each limit only when set. */
@@ -869,6 +888,30 @@ static grpc_server *create_grpc_server(const rpc_server *s)
     if (s->quota != NULL)
         rpc__args_ptr(&a, GRPC_ARG_RESOURCE_QUOTA, s->quota, grpc_resource_quota_arg_vtable());
     return grpc_server_create(&a.args, NULL);
+}
+
+/* Starts the connection gate on the bound port when a limit, TLS or a peer gate asks for it
+ * (before grpc_server_start, so no connection is accepted ungated). */
+static int gate_start(rpc_server *s)
+{
+    const rpc_server_opts *o = &s->opts;
+    bool tls = s->tls.id != NULL;
+    if (o->max_connections <= 0 && o->max_connections_per_addr <= 0 && !tls && o->peer_gate == NULL)
+        return 0;
+    rpc__gate_opts go;
+    rpc__gate_opts_init(&go);
+    go.max_connections = TKV_MAX(o->max_connections, 0);
+    go.max_connections_per_addr = TKV_MAX(o->max_connections_per_addr, 0);
+    go.handshake_timeout_ms = o->handshake_timeout_ms;
+    go.count_failures = tls && o->on_peer_rejected != NULL;
+    go.use_channelz = true;
+    go.peer_gate = o->peer_gate;
+    go.on_peer_rejected = o->on_peer_rejected;
+    go.hook_ud = o->hook_ud;
+    int rc = rpc__gate_new(&go, &s->gate);
+    if (rc == 0)
+        rc = rpc__gate_listen(s->gate, s->port);
+    return rc;
 }
 
 int rpc_server_start(rpc_server *s)
@@ -895,12 +938,16 @@ int rpc_server_start(rpc_server *s)
         snprintf(s->errmsg, sizeof(s->errmsg), "cannot listen on %s", s->addr);
         rc = TKV_ECONFIG;
     } else {
-        rc = rpc__cq_pool_start(&s->pool, "grpc-server-");
+        rc = gate_start(s);
         if (rc != 0)
+            snprintf(s->errmsg, sizeof(s->errmsg), "connection gate: %s", tkv_strerror(rc));
+        if (rc == 0 && (rc = rpc__cq_pool_start(&s->pool, "grpc-server-")) != 0)
             snprintf(s->errmsg, sizeof(s->errmsg), "start threads: %s", tkv_strerror(rc));
     }
     if (rc != 0) {
         TKV_LOG_ERROR("rpc server start failed", TKV_LF_STR("cause", s->errmsg));
+        rpc__gate_free(s->gate);
+        s->gate = NULL;
         grpc_server_destroy(s->server);
         s->server = NULL;
         rpc__cq_pool_deinit(&s->pool);
@@ -914,7 +961,9 @@ int rpc_server_start(rpc_server *s)
             post_slot(s, s->pool.cqs[i]);
     TKV_LOG_INFO("rpc server listening", TKV_LF_STR("addr", s->addr), TKV_LF_I64("port", s->port),
                  TKV_LF_BOOL("tls", s->tls.id != NULL), TKV_LF_BOOL("mutual_tls", s->tls.mtls),
-                 TKV_LF_I64("cq_threads", s->pool.n));
+                 TKV_LF_I64("cq_threads", s->pool.n),
+                 TKV_LF_I64("max_connections", s->opts.max_connections),
+                 TKV_LF_I64("max_connections_per_addr", s->opts.max_connections_per_addr));
     return 0;
 }
 
@@ -940,6 +989,7 @@ void rpc_server_shutdown(rpc_server *s, int64_t grace_ms)
     if (s == NULL || s->state != SRV_RUNNING)
         return;
     TKV_ASSERT(!rpc__on_cq_thread());
+    rpc__gate_unlisten(s->gate); /* connections accepted from now on pass ungated */
     grpc_server_shutdown_and_notify(s->server, s->pool.cqs[0], &s->t_shutdown);
     uint64_t deadline = rpc__deadline_after(grace_ms);
     pthread_mutex_lock(&s->mu);
@@ -975,4 +1025,9 @@ void rpc_server_free(rpc_server *s)
 const char *rpc_server_errmsg(const rpc_server *s)
 {
     return s->errmsg;
+}
+
+void rpc_server_gate_stats(const rpc_server *s, rpc_gate_stats *out)
+{
+    rpc__gate_stats(s != NULL ? s->gate : NULL, out);
 }

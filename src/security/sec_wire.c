@@ -83,9 +83,25 @@ static bool rpc_gate(const char *peer, void *ud)
     return sec_guard_allowed(w->guard, peer);
 }
 
+/* Calls refused and failed TLS handshakes count as failures for the guard; connections the
+ * gate closed at accept (banned address, connection limit) are only audited (the gate
+ * reports each address once a minute) and never extend or start a ban. */
 static void rpc_rejected(const rpc_peer_rejection *r, void *ud)
 {
-    rejected(ud, r->peer, r->cert_cn, r->method, r->reason);
+    sec_wire *w = ud;
+    if (r->kind != RPC_REJECT_CONNECTION) {
+        rejected(w, r->peer, r->cert_cn,
+                 r->kind == RPC_REJECT_HANDSHAKE ? "(handshake)" : r->method, r->reason);
+        return;
+    }
+    TKV_LOG_WARN("connection refused", TKV_LF_STR("peer", r->peer),
+                 TKV_LF_STR("reason", r->reason));
+    sec_audit_event ev = {.type = "peer_rejected",
+                          .peer = r->peer,
+                          .method = "(connection)",
+                          .reason = r->reason,
+                          .details = "closed at accept; reported once a minute per address"};
+    sec_wire_event(w, &ev);
 }
 
 static bool http_gate(const char *peer, void *ud)

@@ -7,7 +7,11 @@
  *     a name outside cert-allowed-cn / cert-allowed-san, a banned address) becomes an audit
  *     record {"event":"peer_rejected","peer":...,"method":...,"reason":...,"details":"cn=..."}
  *     and one failure for the guard; an address that fails too often is refused for a while
- *     (record "peer_banned").
+ *     (record "peer_banned"). A failed TLS handshake seen by the gRPC connection gate is the
+ *     same record with method "(handshake)" and reason "tls handshake failed or aborted", and
+ *     one failure too; a connection the gate closed at accept (banned address, connection
+ *     limit) is a record with method "(connection)", at most once a minute per address, and
+ *     no failure.
  *   - Every change through the HTTP API (a method other than GET that succeeded: config,
  *     operators, store states, roles) becomes an "admin" record with the caller's address
  *     and certificate name.

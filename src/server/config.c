@@ -99,6 +99,9 @@ const tkv_cfg_field srv_config_fields[] = {
     F("server.grpc-memory-pool-quota", SIZE, server.grpc_memory_pool_quota, "\"0\"", NULL),
     F("server.grpc-max-connection-idle", DURATION, server.grpc_max_connection_idle_ms, "\"0s\"",
       NULL),
+    F("server.grpc-max-connections", INT, server.grpc_max_connections, "10000", check_positive_int),
+    F("server.grpc-max-connections-per-address", INT, server.grpc_max_connections_per_address,
+      "1000", check_positive_int),
     F("server.grpc-keepalive-time", DURATION, server.grpc_keepalive_time_ms, "\"10s\"",
       check_positive_u64),
     F("server.grpc-keepalive-timeout", DURATION, server.grpc_keepalive_timeout_ms, "\"3s\"",
@@ -708,6 +711,8 @@ void srv_config_rpc_opts(const srv_config *cfg, rpc_server_opts *o, rpc_tls *tls
     o->max_connection_idle_ms =
         (int)TKV_MIN(cfg->server.grpc_max_connection_idle_ms, (uint64_t)INT_MAX);
     o->handshake_timeout_ms = 10000; /* a connection must finish TCP+TLS+HTTP/2 within 10 s */
+    o->max_connections = cfg->server.grpc_max_connections;
+    o->max_connections_per_addr = cfg->server.grpc_max_connections_per_address;
     o->keepalive_time_ms = (int)TKV_MIN(cfg->server.grpc_keepalive_time_ms, (uint64_t)INT_MAX);
     o->keepalive_timeout_ms =
         (int)TKV_MIN(cfg->server.grpc_keepalive_timeout_ms, (uint64_t)INT_MAX);

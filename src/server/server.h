@@ -203,6 +203,10 @@ typedef struct srv_config_server {
     int grpc_concurrent_stream;           /* grpc-concurrent-stream, 1024 (per connection) */
     uint64_t grpc_memory_pool_quota;      /* grpc-memory-pool-quota, "0" = unlimited (bytes) */
     uint64_t grpc_max_connection_idle_ms; /* grpc-max-connection-idle, "0" = never */
+    /* Connection gate (ours; rpc.h max_connections): connections open at once, in all and
+     * from one source address; more are closed as soon as they are accepted. */
+    int grpc_max_connections;             /* grpc-max-connections, 10000 */
+    int grpc_max_connections_per_address; /* grpc-max-connections-per-address, 1000 */
 } srv_config_server;
 
 /* [storage] */

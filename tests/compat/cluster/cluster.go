@@ -6,6 +6,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +20,9 @@ import (
 	"time"
 
 	pd "github.com/tikv/pd/client"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // Options says what to start.
@@ -405,18 +410,6 @@ func (c *Cluster) probeStores(n int) error {
 	if up < n {
 		return fmt.Errorf("%d of %d stores up", up, n)
 	}
-	// PD's view lags a restart (the last heartbeat is the old process's): every running store
-	// must also accept connections itself.
-	for _, p := range c.Stores {
-		if p.cmd == nil || !p.Running() {
-			continue
-		}
-		conn, err := net.DialTimeout("tcp", p.Addr, time.Second)
-		if err != nil {
-			return fmt.Errorf("%s not listening yet: %v", p.Name, err)
-		}
-		conn.Close()
-	}
 	region, err := cli.GetRegion(ctx, []byte(""))
 	if err != nil {
 		return err
@@ -424,7 +417,51 @@ func (c *Cluster) probeStores(n int) error {
 	if region == nil || region.Leader == nil || region.Leader.GetId() == 0 {
 		return fmt.Errorf("first region has no leader yet")
 	}
+	// PD's view lags a restart (the last heartbeat is the old process's): every running store
+	// must also accept connections itself.
+	for _, p := range c.Stores {
+		if p.cmd == nil || !p.Running() {
+			continue
+		}
+		if err := c.probeStore(p); err != nil {
+			return fmt.Errorf("%s not serving yet: %v", p.Name, err)
+		}
+	}
 	return nil
+}
+
+// probeStore checks that store @p accepts connections. With TLS it asks the health service
+// over mutual TLS: a connection closed before a completed handshake and a call would count
+// as a failed handshake for 127.0.0.1 in the store's brute-force guard.
+func (c *Cluster) probeStore(p *Proc) error {
+	if c.opts.TLS == nil {
+		conn, err := net.DialTimeout("tcp", p.Addr, time.Second)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	}
+	pair, err := tls.LoadX509KeyPair(c.opts.TLS.Cert, c.opts.TLS.Key)
+	if err != nil {
+		return err
+	}
+	pem, err := os.ReadFile(c.opts.TLS.CA)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{pair}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	conn, err := grpc.DialContext(ctx, p.Addr, grpc.WithBlock(),
+		grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	return err
 }
 
 func tail(path string, n int) string {

@@ -7,14 +7,18 @@ package security
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,8 +137,17 @@ grpc-memory-pool-quota = "256MiB"
 	}()
 
 	t.Run("thousands of connections opened and dropped", func(t *testing.T) {
+		// From an address of its own (127.0.0.3), as an attacker would be: a burst of
+		// thousands may exceed the store's grpc-max-connections-per-address (1000) before
+		// the server has closed the earlier ones, and those extra connections are reset.
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.3")}}
+		resets := 0
 		for i := 0; i < 3000; i++ {
-			conn, err := net.DialTimeout("tcp", store.Addr, 5*time.Second)
+			conn, err := d.Dial("tcp", store.Addr)
+			if errors.Is(err, syscall.ECONNRESET) {
+				resets++
+				continue
+			}
 			if err != nil {
 				t.Fatalf("connection %d: %v", i, err)
 			}
@@ -148,6 +161,7 @@ grpc-memory-pool-quota = "256MiB"
 			}
 			conn.Close()
 		}
+		t.Logf("connections reset at the per-address limit: %d of 3000", resets)
 	})
 
 	phase("connections")
@@ -321,6 +335,79 @@ grpc-memory-pool-quota = "256MiB"
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("after the attack: %q %v", v, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// A plaintext store with `grpc-max-connections = 16`: raw connections from 127.0.0.5 that
+// never speak are held open until the store's limit is reached; the next one is closed at
+// once and counted in the metrics; once they close, a normal client is served again.
+func TestConnectionLimitClosesExtraConnectionsAtOnce(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Stores: 1, TiKVConfig: tikvConfig + `
+[server]
+grpc-max-connections = 16
+`})
+	store := c.Stores[0]
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.5")}}
+	var held []net.Conn
+	defer func() {
+		for _, conn := range held {
+			conn.Close()
+		}
+	}()
+	refused := false
+	for i := 0; i < 24 && !refused; i++ {
+		conn, err := d.Dial("tcp", store.Addr)
+		if err != nil {
+			refused = true // reset before Dial returned
+			break
+		}
+		// An admitted connection gets the server's HTTP/2 settings (or nothing yet); one past
+		// the limit is reset at once.
+		_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		var b [64]byte
+		n, err := conn.Read(b[:])
+		var ne net.Error
+		if n > 0 || (errors.As(err, &ne) && ne.Timeout()) {
+			held = append(held, conn)
+			continue
+		}
+		conn.Close()
+		refused = true
+	}
+	if !refused || len(held) > 16 {
+		t.Fatalf("%d connections held open with grpc-max-connections = 16", len(held))
+	}
+	resp, err := http.Get("http://" + store.Status + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if v := metricValue(string(page), `tikv_server_grpc_connections_refused_total{reason="limit"}`); v < 1 {
+		t.Fatalf("refused connections at the limit = %v, want >= 1", v)
+	}
+	for _, conn := range held {
+		conn.Close()
+	}
+	held = nil
+	// Closed connections are noticed within a second or so; then a client is served.
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cli, err := rawkv.NewClientWithOpts(ctx, c.PDAddrs())
+		if err == nil {
+			octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err = cli.Put(octx, []byte("after-limit"), []byte("v"))
+			cancel()
+			cli.Close()
+		}
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no client served after the held connections closed: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

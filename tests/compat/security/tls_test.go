@@ -15,6 +15,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -524,11 +526,12 @@ func TestRepeatedRefusalsBanOnlyTheOffendingAddress(t *testing.T) {
 	if !strings.Contains(string(b), `"event":"peer_banned","peer":"127.0.0.2"`) {
 		t.Fatalf("no peer_banned record for 127.0.0.2:\n%s", b)
 	}
-	// Banned: even a good certificate from that address is refused now...
-	if got := callFrom(t, p, "127.0.0.2", store.Addr, "client"); got != codes.PermissionDenied {
-		t.Fatalf("good certificate from the banned address: %v", got)
+	// Banned: every connection from that address is closed as soon as it is accepted, before
+	// any certificate is looked at...
+	if !closedAtOnce(t, "127.0.0.2", store.Addr) {
+		t.Fatal("a connection from the banned address was not closed at once")
 	}
-	auditHas(t, store.AuditLog, "temporarily refused")
+	auditHas(t, store.AuditLog, "temporarily refused", `"peer":"ipv4:127.0.0.2:`)
 	// ...while a client elsewhere is served at once, and the cluster still works.
 	start := time.Now()
 	if got := callFrom(t, p, "127.0.0.1", store.Addr, "client"); got != codes.OK {
@@ -540,4 +543,148 @@ func TestRepeatedRefusalsBanOnlyTheOffendingAddress(t *testing.T) {
 	cli := newClient(t, c, p)
 	defer cli.Close()
 	putGet(t, cli, "after-ban", 20)
+}
+
+// closedAtOnce opens a TCP connection from @src to @addr and reports whether the server
+// closed it (EOF or reset) within 5 s without sending anything.
+func closedAtOnce(t *testing.T, src, addr string) bool {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	conn, err := d.Dial("tcp", addr)
+	if errors.Is(err, syscall.ECONNRESET) {
+		return true // reset before Dial returned
+	}
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, src, err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var b [16]byte
+	n, err := conn.Read(b[:])
+	var ne net.Error
+	return n == 0 && err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// metricValue reads one sample ("name" or `name{label="v"}`) from a Prometheus text page.
+func metricValue(page, sample string) float64 {
+	for _, line := range strings.Split(page, "\n") {
+		if strings.HasPrefix(line, sample+" ") {
+			var v float64
+			fmt.Sscanf(strings.TrimPrefix(line, sample+" "), "%g", &v)
+			return v
+		}
+	}
+	return 0
+}
+
+// A client that fails the TLS handshake (it does not trust the cluster's CA) from 127.0.0.3,
+// and a flood of TCP connect-and-close from 127.0.0.4, each get their address refused after
+// auth-failure-burst failures, with audit records and metrics; a good client from 127.0.0.1
+// keeps being served at once, and its own connections are never counted.
+func TestFailedHandshakesBanOnlyTheOffendingAddress(t *testing.T) {
+	dir := t.TempDir()
+	p := &pki{t: t, dir: dir}
+	p.ca("ca", "tikv-c test CA")
+	p.ca("other-ca", "another CA")
+	p.cert("ca", "node", "tikv-node")
+	p.cert("ca", "client", "tikv-client")
+	p.cert("other-ca", "foreign", "tikv-client")
+	c := cluster.Start(t, cluster.Options{Stores: 1, TiKVConfig: tikvConfig, TLS: &cluster.TLS{
+		CA: p.path("ca.pem"), Cert: p.path("node.pem"), Key: p.path("node.key"),
+		AllowedCN: []string{"tikv-node", "tikv-client"}, Audit: true,
+		Extra: "auth-failure-burst = 3",
+	}})
+	store := c.Stores[0]
+	cli := newClient(t, c, p)
+	defer cli.Close()
+	putGet(t, cli, "before", 5)
+
+	// A client that trusts another CA aborts every handshake with the store.
+	pool := x509.NewCertPool()
+	other, _ := os.ReadFile(p.path("other-ca.pem"))
+	pool.AppendCertsFromPEM(other)
+	pair, err := tls.LoadX509KeyPair(p.path("foreign.pem"), p.path("foreign.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{pair},
+		NextProtos: []string{"h2"}}
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.3")}}
+	for i := 0; i < 4; i++ {
+		conn, err := tls.DialWithDialer(&d, "tcp", store.Addr, bad)
+		if err == nil {
+			conn.Close()
+			t.Fatalf("handshake %d with a foreign CA succeeded", i)
+		}
+		// The good client is served in between, without delay.
+		start := time.Now()
+		putGet(t, cli, fmt.Sprintf("during-%d", i), 1)
+		if el := time.Since(start); el > 5*time.Second {
+			t.Fatalf("the good client took %v", el)
+		}
+	}
+	auditHas(t, store.AuditLog, "tls handshake failed or aborted", `"peer":"ipv4:127.0.0.3:`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(store.AuditLog)
+		if strings.Contains(string(b), `"event":"peer_banned","peer":"127.0.0.3"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no peer_banned record for 127.0.0.3:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !closedAtOnce(t, "127.0.0.3", store.Addr) {
+		t.Fatal("a connection from the banned 127.0.0.3 was not closed at once")
+	}
+
+	// Plain TCP connect-and-close floods count too.
+	d4 := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.4")}}
+	for i := 0; i < 50; i++ {
+		if conn, err := d4.Dial("tcp", store.Addr); err == nil {
+			conn.Close()
+		}
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(store.AuditLog)
+		if strings.Contains(string(b), `"event":"peer_banned","peer":"127.0.0.4"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no peer_banned record for 127.0.0.4:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The good client from 127.0.0.1 was never counted and is still served at once.
+	start := time.Now()
+	putGet(t, cli, "after", 10)
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("the good client took %v", el)
+	}
+	b, _ := os.ReadFile(store.AuditLog)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "127.0.0.1") && strings.Contains(line, "tls handshake failed") {
+			t.Fatalf("a connection of the good client was counted: %s", line)
+		}
+	}
+	hc := &http.Client{Timeout: 10 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: tlsConfig(p, "client")}}
+	resp, err := hc.Get("https://" + store.Status + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if v := metricValue(string(page), "tikv_server_tls_handshake_failures_total"); v < 6 {
+		t.Fatalf("tikv_server_tls_handshake_failures_total = %v, want >= 6", v)
+	}
+	if v := metricValue(string(page), `tikv_server_grpc_connections_refused_total{reason="banned"}`); v < 1 {
+		t.Fatalf("refused connections of banned addresses = %v, want >= 1", v)
+	}
+	if v := metricValue(string(page), "tikv_server_peer_bans_total"); v < 2 {
+		t.Fatalf("tikv_server_peer_bans_total = %v, want >= 2", v)
+	}
 }

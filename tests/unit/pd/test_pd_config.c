@@ -56,6 +56,8 @@ static void test_file_with_pd_keys_is_applied(void **state)
                      "peer-urls = \"http://127.0.0.1:3380\"\n" /* PD's, unused: a warning */
                      "lease = 5\n"
                      "tso-save-interval = \"5s\"\n"
+                     "grpc-max-connections = 300\n"
+                     "grpc-max-connections-per-address = 30\n"
                      "[log]\nlevel = \"warn\"\n[log.file]\nfilename = \"/tmp/pd.log\"\n"
                      "[schedule]\n"
                      "max-store-down-time = \"1m30s\"\n"
@@ -77,6 +79,8 @@ static void test_file_with_pd_keys_is_applied(void **state)
     assert_string_equal(c.client_urls, "http://127.0.0.1:3379");
     assert_int_equal(c.lease_s, 5);
     assert_int_equal(c.tso_window_ms, 5000);
+    assert_int_equal(c.grpc_max_connections, 300);
+    assert_int_equal(c.grpc_max_connections_per_address, 30);
     assert_string_equal(c.log_level, "warn");
     assert_string_equal(c.log_file, "/tmp/pd.log");
     assert_int_equal(c.sched.max_store_down_time_ms, 90000);
@@ -110,6 +114,8 @@ static void test_bad_values_name_the_key(void **state)
         "name = [1, 2\n", /* TOML syntax */
         /* Found by fuzz_cfg_bind: this one's message named no key. */
         "tso-save-interval = \"bogus\"\n",
+        "grpc-max-connections = 0\n",
+        "grpc-max-connections-per-address = -5\n",
     };
     const char *key[] = {"max-store-down-time",
                          "leader-schedule-limit",
@@ -117,7 +123,9 @@ static void test_bad_values_name_the_key(void **state)
                          "max-store-down-time",
                          "lease",
                          "pd.toml",
-                         "tso-save-interval"};
+                         "tso-save-interval",
+                         "grpc-max-connections",
+                         "grpc-max-connections-per-address"};
     for (size_t i = 0; i < TKV_ARRAY_LEN(bad); i++) {
         write_file(path, bad[i]);
         pd_config_init(&c);

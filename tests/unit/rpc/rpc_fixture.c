@@ -330,6 +330,8 @@ void fix_start(fixture *f, const fix_cfg *cfg)
     o.on_peer_rejected = cfg->on_peer_rejected;
     o.hook_ud = cfg->hook_ud;
     o.max_concurrent_streams = cfg->max_concurrent_streams;
+    o.max_connections = cfg->max_connections;
+    o.max_connections_per_addr = cfg->max_connections_per_addr;
     if (cfg->min_recv_ping_interval_ms > 0)
         o.min_recv_ping_interval_ms = cfg->min_recv_ping_interval_ms;
     assert_int_equal(rpc_server_new(&o, &f->srv), 0);
@@ -389,4 +391,40 @@ void fix_stop(fixture *f, int64_t grace_ms)
     assert_int_equal(f->n_held, 0);
     pthread_cond_destroy(&f->cv);
     pthread_mutex_destroy(&f->mu);
+}
+
+rpc_code fix_raw_get(rpc_channel *ch)
+{
+    Kvrpcpb__RawGetRequest req = KVRPCPB__RAW_GET_REQUEST__INIT;
+    req.key.data = (uint8_t *)"k";
+    req.key.len = 1;
+    ProtobufCMessage *resp = NULL;
+    rpc_status st;
+    int rc = rpc_unary_msg(ch, "/tikvpb.Tikv/RawGet", &req.base,
+                           &kvrpcpb__raw_get_response__descriptor, 10000, &resp, &st);
+    assert_true(rc == 0 || rc == TKV_ERPC);
+    rpc_msg_free(resp);
+    return st.code;
+}
+
+rpc_code fix_call_once(const fixture *f, const rpc_tls *tls)
+{
+    rpc_client_opts o;
+    rpc_client_opts_init(&o);
+    o.tls = tls;
+    o.connect_timeout_ms = 2000;
+    rpc_client *c;
+    assert_int_equal(rpc_client_new(&o, &c), 0);
+    rpc_channel *ch;
+    assert_int_equal(rpc_client_channel(c, f->addr, 0, &ch), 0);
+    rpc_code code = fix_raw_get(ch);
+    rpc_client_free(c);
+    return code;
+}
+
+void fix_rmdir(const char *dir)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    tpki_run(cmd);
 }

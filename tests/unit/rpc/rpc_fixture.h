@@ -66,6 +66,8 @@ typedef struct fix_cfg {
     void *hook_ud;
     int min_recv_ping_interval_ms; /* 0: rpc_server_opts_init's default */
     int max_concurrent_streams;    /* 0: unlimited */
+    int max_connections;           /* connection gate; 0: unlimited */
+    int max_connections_per_addr;  /* 0: unlimited */
 } fix_cfg;
 
 /* Starts a fixture server on 127.0.0.1:0 with @cfg (NULL: defaults). Fails the test on
@@ -73,6 +75,15 @@ typedef struct fix_cfg {
 void fix_start(fixture *f, const fix_cfg *cfg);
 /* Shuts the server down with @grace_ms and frees everything. */
 void fix_stop(fixture *f, int64_t grace_ms);
+
+/* Calls RawGet("k") over @ch and returns the status code (fails the test on any other
+ * error). */
+rpc_code fix_raw_get(rpc_channel *ch);
+/* Calls RawGet once through a new client, hence a new connection, to @f with @tls (NULL:
+ * plaintext) and returns the status code. */
+rpc_code fix_call_once(const fixture *f, const rpc_tls *tls);
+/* Removes the temporary directory @dir and everything in it. */
+void fix_rmdir(const char *dir);
 
 /* Waits until *@counter >= @want under f->mu; returns false after FIX_TIMEOUT_MS. */
 bool fix_wait_count(fixture *f, const int *counter, int want);

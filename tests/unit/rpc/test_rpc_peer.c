@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "base/clock.h"
 #include "kvrpcpb.pb-c.h"
 #include "rpc/rpc.h"
 #include "rpc_fixture.h"
@@ -88,9 +89,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     pki *p = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p->dir);
-    tpki_run(cmd);
+    fix_rmdir(p->dir);
     free(p);
     return 0;
 }
@@ -104,25 +103,7 @@ static rpc_code call_as(const pki *p, const fixture *f, const char *base)
     snprintf(cert, sizeof(cert), "%s/%s.pem", p->dir, base != NULL ? base : "");
     snprintf(key, sizeof(key), "%s/%s.key", p->dir, base != NULL ? base : "");
     rpc_tls tls = {ca, base != NULL ? cert : NULL, base != NULL ? key : NULL};
-    rpc_client_opts o;
-    rpc_client_opts_init(&o);
-    o.tls = base != NULL && base[0] == '\0' ? NULL : &tls;
-    o.connect_timeout_ms = 2000;
-    rpc_client *c;
-    assert_int_equal(rpc_client_new(&o, &c), 0);
-    rpc_channel *ch;
-    assert_int_equal(rpc_client_channel(c, f->addr, 0, &ch), 0);
-    Kvrpcpb__RawGetRequest req = KVRPCPB__RAW_GET_REQUEST__INIT;
-    req.key.data = (uint8_t *)"k";
-    req.key.len = 1;
-    ProtobufCMessage *resp = NULL;
-    rpc_status st;
-    int rc = rpc_unary_msg(ch, "/tikvpb.Tikv/RawGet", &req.base,
-                           &kvrpcpb__raw_get_response__descriptor, 10000, &resp, &st);
-    assert_true(rc == 0 || rc == TKV_ERPC);
-    rpc_msg_free(resp);
-    rpc_client_free(c);
-    return st.code;
+    return fix_call_once(f, base != NULL && base[0] == '\0' ? NULL : &tls);
 }
 
 static void start(const pki *p, fixture *f, seen *s, const char *const *cn, const char *const *san)
@@ -212,6 +193,15 @@ static void test_san_allow_list_admits_exact_subject_alternative_names(void **st
     stop(&f, &s2);
 }
 
+static void set_gate(seen *s, bool open)
+{
+    pthread_mutex_lock(&s->mu);
+    s->gate_open = open;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* A closed gate refuses new connections at accept (the client sees UNAVAILABLE, the hook a
+ * RPC_REJECT_CONNECTION), and calls on a connection opened before it closed. */
 static void test_a_closed_gate_refuses_even_allowed_peers(void **state)
 {
     pki *p = *state;
@@ -219,12 +209,32 @@ static void test_a_closed_gate_refuses_even_allowed_peers(void **state)
     fixture f;
     seen s = {.gate_open = false};
     start(p, &f, &s, allowed, NULL);
-    assert_int_equal(call_as(p, &f, "tikv"), RPC_PERMISSION_DENIED);
-    assert_int_equal(seen_count(&s), 1);
-    pthread_mutex_lock(&s.mu);
-    s.gate_open = true;
-    pthread_mutex_unlock(&s.mu);
+    assert_int_equal(call_as(p, &f, "tikv"), RPC_UNAVAILABLE);
+    uint64_t deadline = tkv_clock_mono_ms() + FIX_TIMEOUT_MS;
+    while (seen_count(&s) == 0 && tkv_clock_mono_ms() < deadline)
+        usleep(10000);
+    assert_true(seen_count(&s) >= 1);
+    set_gate(&s, true);
     assert_int_equal(call_as(p, &f, "tikv"), RPC_OK);
+
+    char ca[128], cert[128], key[128];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", p->dir);
+    snprintf(cert, sizeof(cert), "%s/tikv.pem", p->dir);
+    snprintf(key, sizeof(key), "%s/tikv.key", p->dir);
+    rpc_tls tls = {ca, cert, key};
+    rpc_client_opts o;
+    rpc_client_opts_init(&o);
+    o.tls = &tls;
+    rpc_client *c;
+    assert_int_equal(rpc_client_new(&o, &c), 0);
+    rpc_channel *ch;
+    assert_int_equal(rpc_client_channel(c, f.addr, 0, &ch), 0);
+    assert_int_equal(fix_raw_get(ch), RPC_OK);
+    int before = seen_count(&s);
+    set_gate(&s, false);
+    assert_int_equal(fix_raw_get(ch), RPC_PERMISSION_DENIED);
+    assert_int_equal(seen_count(&s), before + 1);
+    rpc_client_free(c);
     stop(&f, &s);
 }
 

@@ -49,9 +49,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     pki *p = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p->dir);
-    tpki_run(cmd);
+    fix_rmdir(p->dir);
     free(p);
     return 0;
 }
@@ -64,23 +62,7 @@ static rpc_code call_once(const pki *p, const fixture *f, const char *ca, const 
     snprintf(cp, sizeof(cp), "%s/%s.pem", p->dir, cert);
     snprintf(kp, sizeof(kp), "%s/%s.key", p->dir, cert);
     rpc_tls tls = {cap, cp, kp};
-    rpc_client_opts o;
-    rpc_client_opts_init(&o);
-    o.tls = &tls;
-    o.connect_timeout_ms = 2000;
-    rpc_client *c;
-    assert_int_equal(rpc_client_new(&o, &c), 0);
-    rpc_channel *ch;
-    assert_int_equal(rpc_client_channel(c, f->addr, 0, &ch), 0);
-    Kvrpcpb__RawGetRequest req = KVRPCPB__RAW_GET_REQUEST__INIT;
-    ProtobufCMessage *resp = NULL;
-    rpc_status st;
-    int rc = rpc_unary_msg(ch, "/tikvpb.Tikv/RawGet", &req.base,
-                           &kvrpcpb__raw_get_response__descriptor, 10000, &resp, &st);
-    assert_true(rc == 0 || rc == TKV_ERPC);
-    rpc_msg_free(resp);
-    rpc_client_free(c);
-    return st.code;
+    return fix_call_once(f, &tls);
 }
 
 static void start_live(const pki *p, fixture *f, rpc_tls *tls, char paths[3][128],

@@ -293,7 +293,8 @@ static void test_options_for_storage_and_grpc(void **state)
     write_file(path, sizeof(path),
                "[storage]\nenable-ttl = true\nmax-key-size = 100\nscheduler-concurrency = 64\n"
                "[raftstore]\nraft-entry-max-size = \"1MiB\"\n"
-               "[server]\ngrpc-concurrency = 3\n"
+               "[server]\ngrpc-concurrency = 3\ngrpc-max-connections = 500\n"
+               "grpc-max-connections-per-address = 20\n"
                "[security]\nca-path = \"/ca.pem\"\ncert-path = \"/c.pem\"\nkey-path = \"/k.pem\"\n"
                "cert-allowed-cn = [\"tikv\", \"pd\"]\n");
     char *argv[] = {"tikv-server", "--config", path};
@@ -313,6 +314,8 @@ static void test_options_for_storage_and_grpc(void **state)
     assert_string_equal(ro.addr, "127.0.0.1:20160");
     assert_int_equal(ro.cq_threads, 3);
     assert_int_equal(ro.max_send_msg_bytes, 10 * MiB);
+    assert_int_equal(ro.max_connections, 500);
+    assert_int_equal(ro.max_connections_per_addr, 20);
     assert_ptr_equal(ro.tls, &tls);
     assert_string_equal(tls.ca_path, "/ca.pem");
     assert_string_equal(ro.cert_allowed_cn[1], "pd");
@@ -325,7 +328,18 @@ static void test_options_for_storage_and_grpc(void **state)
     srv_config_rpc_opts(&c, &ro, &tls);
     assert_null(ro.tls);
     assert_null(ro.cert_allowed_cn);
+    assert_int_equal(ro.max_connections, 10000);
+    assert_int_equal(ro.max_connections_per_addr, 1000);
     srv_config_free(&c);
+
+    /* The gate's limits must be positive. */
+    char *bad[] = {"tikv-server", "--config", path};
+    write_file(path, sizeof(path), "[server]\ngrpc-max-connections = 0\n");
+    expect_error(3, bad, "server.grpc-max-connections");
+    unlink(path);
+    write_file(path, sizeof(path), "[server]\ngrpc-max-connections-per-address = -1\n");
+    expect_error(3, bad, "server.grpc-max-connections-per-address");
+    unlink(path);
 }
 
 int main(void)
