@@ -21,6 +21,7 @@
  * a record already sits at some key's commit_ts. Async commit is not supported:
  * min_commit_ts is always 0.
  */
+#include "base/metrics.h"
 #include "storage/txn/txn_int.h"
 
 /* Answers success when the transaction already committed on @key. */
@@ -120,6 +121,10 @@ static int finish_1pc(txn_cmd *c, mvcc_reader *r, const txn_1pc_locks *l)
         rc = write_1pc(c, r, l, commit_ts, &ok);
     if (rc != 0)
         return rc;
+    tkv_metric *m = tkv_metric_counter(
+        "tikv_storage_one_pc_total",
+        "Prewrites that asked for 1PC, by outcome (committed, or fallback to 2PC)", "result");
+    tkv_series_inc(tkv_metric_with(m, ok ? "committed" : "fallback"));
     if (ok) {
         resp->one_pc_commit_ts = commit_ts;
         c->release_commit_ts = commit_ts;
