@@ -142,6 +142,27 @@ static void test_scans_and_batch_gets_raise_max_ts_too(void **state)
     assert_int_equal(one_pc_put(f, "x", "1", 40, 0), 91);
 }
 
+static void test_an_insert_lock_raises_max_ts_to_its_for_update_ts(void **state)
+{
+    txn_fx *f = *state;
+    Kvrpcpb__Mutation m = KVRPCPB__MUTATION__INIT;
+    m.op = KVRPCPB__OP__PessimisticLock;
+    m.key = fx_bin("new");
+    m.assertion = KVRPCPB__ASSERTION__NotExist;
+    Kvrpcpb__Mutation *mp = &m;
+    Kvrpcpb__PessimisticLockRequest req = KVRPCPB__PESSIMISTIC_LOCK_REQUEST__INIT;
+    req.n_mutations = 1;
+    req.mutations = &mp;
+    req.primary_lock = fx_bin("new");
+    req.start_version = 60;
+    req.for_update_ts = 80;
+    req.lock_ttl = 3000;
+    Kvrpcpb__PessimisticLockResponse *r = fx_call(f, "KvPessimisticLock", &req.base);
+    assert_int_equal(r->n_errors, 0);
+    fx_free(r);
+    assert_int_equal(one_pc_put(f, "other", "v", 30, 0), 81);
+}
+
 static void test_read_committed_reads_do_not_raise_max_ts(void **state)
 {
     txn_fx *f = *state;
@@ -495,6 +516,7 @@ int main(void)
         T(test_one_pc_commits_every_key_in_one_write),
         T(test_one_pc_commit_ts_is_above_an_earlier_read),
         T(test_scans_and_batch_gets_raise_max_ts_too),
+        T(test_an_insert_lock_raises_max_ts_to_its_for_update_ts),
         T(test_read_committed_reads_do_not_raise_max_ts),
         T(test_one_pc_falls_back_when_max_commit_ts_is_too_small),
         T(test_retried_one_pc_prewrite_answers_the_same_commit_ts),
