@@ -7,7 +7,9 @@
  *   -> [pending write: one stor_kv_write] -> wake up lock waiters -> respond.
  * A command may ask to run again (c->again: ResolveLock and GC work in batches), and a
  * pessimistic lock request may ask to wait (c->wait) for another transaction's lock.
- * Read commands take no latches.
+ * Read commands take no latches; snapshot reads (def->snapshot_read) first raise the store's
+ * max_ts to their ts and may wait for a 1PC write in flight (concurrency.h). A 1PC prewrite
+ * holds its in-memory keys (c->guard) from its commit_ts until its write is applied.
  */
 #ifndef TKV_STORAGE_TXN_INT_H
 #define TKV_STORAGE_TXN_INT_H
