@@ -287,6 +287,7 @@ typedef struct tb_env {
     tb_ledger *accounts;   /* TB_PREFIX_ACCOUNT key space (transfer) */
     int conns;             /* connections to open where the driver decides (etcd) */
     int timeout_ms;        /* per request */
+    bool no_one_pc;        /* tikv-txn: always two-phase commit (libtikvc txn_one_pc = 0) */
 } tb_env;
 
 typedef struct tb_driver_ops {

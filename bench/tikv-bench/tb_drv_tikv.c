@@ -42,6 +42,7 @@ static int tikv_open(const tb_env *env, tb_driver **out, char *err, size_t err_l
     o.pd_endpoints = env->endpoints;
     if (env->timeout_ms > 0)
         o.rpc_timeout_ms = env->timeout_ms;
+    o.txn_one_pc = !env->no_one_pc;
     int rc = tikvc_open(&o, &d->c);
     if (rc != TIKVC_OK) {
         snprintf(err, err_len, "connect to PD %s: %s: %s", env->endpoints, tikvc_strerror(rc),

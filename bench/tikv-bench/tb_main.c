@@ -55,6 +55,7 @@ typedef struct opts {
     int n_pids;
     tb_mode mode;
     bool preload;
+    bool no_one_pc;
     int conns;
     int timeout_ms;
     uint64_t seed;
@@ -87,6 +88,8 @@ static void usage(FILE *f)
             "  --server-pids LIST   server processes whose CPU and RSS are reported\n"
             "  --mode M             auto (default), async or threads\n"
             "  --no-preload         the keys already exist (written by an earlier run)\n"
+            "  --no-1pc             tikv-txn commits in two phases even when one region holds\n"
+            "                       every key (default: one-phase commit there)\n"
             "  --conns N            etcd connections to the leader (default 16)\n"
             "  --timeout-ms N       per-request deadline (default 10000)\n"
             "  --seed N             PRNG seed (default: random, printed)\n"
@@ -145,6 +148,7 @@ static int parse_opts(int argc, char **argv, opts *o)
         {"server-pids", required_argument, NULL, 'P'},
         {"mode", required_argument, NULL, 'm'},
         {"no-preload", no_argument, NULL, 'n'},
+        {"no-1pc", no_argument, NULL, 'O'},
         {"conns", required_argument, NULL, 'C'},
         {"timeout-ms", required_argument, NULL, 't'},
         {"seed", required_argument, NULL, 'S'},
@@ -259,6 +263,9 @@ static int parse_opts(int argc, char **argv, opts *o)
             break;
         case 'n':
             o->preload = false;
+            break;
+        case 'O':
+            o->no_one_pc = true;
             break;
         case 'C':
             if (!parse_u64(optarg, &u) || u < 1 || u > 64)
@@ -450,7 +457,8 @@ static int run_bench(opts *o)
                   .txn = &txn,
                   .accounts = &acc,
                   .conns = o->conns,
-                  .timeout_ms = o->timeout_ms};
+                  .timeout_ms = o->timeout_ms,
+                  .no_one_pc = o->no_one_pc};
 
     const tb_driver_ops *ops[MAX_DRIVERS] = {NULL};
     tb_driver *drv[MAX_DRIVERS] = {NULL};

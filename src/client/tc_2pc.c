@@ -1,6 +1,6 @@
 /*
  * tc_2pc.c: Percolator two-phase commit of a transaction's buffered writes (client-go's
- * twoPhaseCommitter without async commit or 1PC):
+ * twoPhaseCommitter without async commit), with one-phase commit when it fits:
  *
  *   1. Prewrite every mutation, grouped per region (all groups in parallel); the smallest
  *      key is the primary. A key locked by another transaction is resolved (tc_lock.c) and
@@ -13,6 +13,12 @@
  *      outcome is unknown (TIKVC_EUNDETERMINED).
  *   4. Commit the secondaries (failures are logged only: readers finish the job through the
  *      primary's commit record).
+ * 1PC (tikvc_opts.txn_one_pc, on by default): when every mutation goes in one prewrite
+ * request (one region, within one request's size), that request asks for 1PC; a store that
+ * commits it answers one_pc_commit_ts, the transaction's commit_ts, and steps 2-4 are
+ * skipped. An answer of 0 means the store fell back to 2PC (locks written): go on with step
+ * 2. A 1PC prewrite that fails without a store's verdict (timeouts, region errors past the
+ * backoff) may have committed: TIKVC_EUNDETERMINED.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -60,8 +66,10 @@ static void rollback_all(tikvc_txn *t, size_t *idx)
  * stage), so after resolving, every key is prewritten again, as client-go retries the whole
  * batch (keys already prewritten answer success: a prewrite over one's own lock is
  * idempotent). */
-static int prewrite(tikvc_txn *t, size_t *idx)
+static int prewrite(tikvc_txn *t, size_t *idx, bool *tried_1pc, uint64_t *one_pc_commit_ts)
 {
+    *tried_1pc = false;
+    *one_pc_commit_ts = 0;
     tc_backoff bo;
     tikvc__bo_init(&bo, t->c);
     size_t n = t->n_muts;
@@ -70,8 +78,13 @@ static int prewrite(tikvc_txn *t, size_t *idx)
         again = false;
         tc_kop *k = NULL;
         rc = mut_op(t, &tc_kc_kv_prewrite, idx, n, &k);
-        if (rc == 0)
+        if (rc == 0) {
+            k->try_one_pc = t->c->opts.txn_one_pc != 0;
+            *tried_1pc |= k->try_one_pc;
             rc = tikvc__kop_run(k);
+        }
+        if (rc == 0)
+            *one_pc_commit_ts = k->one_pc_commit_ts;
         for (size_t i = 0; rc == 0 && i < n; i++) {
             Kvrpcpb__KeyError *e = k->items[i].err;
             if (e == NULL)
@@ -98,6 +111,14 @@ static int prewrite(tikvc_txn *t, size_t *idx)
     return rc;
 }
 
+/* Returns whether prewrite failure @rc is a store's answer (nothing committed) rather than
+ * a missing one. */
+static bool verdict(int rc)
+{
+    return rc == TIKVC_ECONFLICT || rc == TIKVC_EABORTED || rc == TIKVC_ELOCKED ||
+           rc == TIKVC_ESERVER || rc == TIKVC_ETOOLARGE || rc == TIKVC_EINVAL;
+}
+
 int tikvc__txn_commit(tikvc_txn *t)
 {
     if (t->n_muts == 0) {
@@ -111,12 +132,25 @@ int tikvc__txn_commit(tikvc_txn *t)
     for (size_t i = 0; i < t->n_muts; i++)
         idx[i] = i;
 
-    int rc = prewrite(t, idx);
+    bool tried_1pc;
+    uint64_t one_pc_commit_ts;
+    int rc = prewrite(t, idx, &tried_1pc, &one_pc_commit_ts);
     if (rc != 0) {
         rollback_all(t, idx);
         t->state = TXN_FAILED;
         tkv_free(idx);
+        if (tried_1pc && !verdict(rc))
+            return tikvc__fail(TIKVC_EUNDETERMINED,
+                               "one-phase commit got no answer; the transaction may or may not "
+                               "be committed (%s)",
+                               tikvc_errmsg());
         return rc;
+    }
+    if (one_pc_commit_ts != 0) {
+        t->commit_ts = one_pc_commit_ts;
+        t->state = TXN_COMMITTED;
+        tkv_free(idx);
+        return 0;
     }
     if (pdc_tso(t->c->pd, 0, &t->commit_ts) != 0) {
         rc = tikvc__fail(TIKVC_EUNAVAILABLE, "commit: no timestamp from PD: %s", pdc_errmsg(NULL));

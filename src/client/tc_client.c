@@ -199,6 +199,7 @@ void tikvc_opts_init(tikvc_opts *o)
     o->grpc_threads = 2;
     o->txn_lock_ttl_ms = 3000;
     o->scan_batch = 10240;
+    o->txn_one_pc = 1;
     o->log_level = TKV_LOG_WARN;
 }
 

@@ -384,6 +384,7 @@ struct tc_kop {
     tkv_slice primary;
     uint64_t current_ts;
     uint64_t caller_ts; /* CheckTxnStatus: the start ts of the transaction asking */
+    bool try_one_pc;    /* Prewrite: ask for 1PC when one request carries every item */
     bool rollback_if_not_exist;
     bool for_cas_prev_absent;
     tkv_slice cas_expected;
@@ -392,6 +393,7 @@ struct tc_kop {
     uint64_t ttl_out;
     uint64_t lock_ttl_out;
     uint64_t commit_version_out;
+    uint64_t one_pc_commit_ts; /* Prewrite: the store committed in one phase at this ts */
     int action_out;
     bool txn_not_found;
 };

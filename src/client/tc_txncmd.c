@@ -157,6 +157,8 @@ static int build_prewrite(tc_kop *k, const size_t *idx, size_t n, Kvrpcpb__Conte
         r.start_version = k->start_ts;
         r.lock_ttl = k->lock_ttl_ms;
         r.txn_size = k->txn_size;
+        /* 1PC only when this request is the whole transaction (one region, one batch). */
+        r.try_one_pc = k->try_one_pc && n == k->n;
         rc = pack(&r.base, o);
     }
     tkv_free(muts);
@@ -184,6 +186,9 @@ static void handle_prewrite(tc_kop *k, tc_task *t, ProtobufCMessage *m)
     }
     for (size_t i = 0; r->n_errors == 0 && i < t->n_items; i++)
         k->items[t->items[i]].done = true;
+    /* Only a request that carried every item asked for 1PC (one task: no race). */
+    if (r->n_errors == 0 && r->one_pc_commit_ts != 0 && t->n_items == k->n)
+        k->one_pc_commit_ts = r->one_pc_commit_ts;
 }
 
 const tc_kop_cmd tc_kc_kv_prewrite = {&tc_cmd_kv_prewrite, build_prewrite, handle_prewrite, 2048,

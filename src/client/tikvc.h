@@ -15,9 +15,11 @@
  *   - Transactions (Percolator, optimistic): begin at a PD timestamp, get, set, delete, scan
  *     and iterate (forward and reverse) with the transaction's own writes merged in, commit
  *     with two-phase commit (prewrite grouped per region, primary committed first, then the
- *     secondaries; commit timestamp from PD), rollback, and resolution of locks left by
- *     crashed transactions when a read meets them. Keys sent to PD are memcomparable-encoded
- *     in transactional mode, exactly as client-go's CodecPDClient does.
+ *     secondaries; commit timestamp from PD) or, when all writes fit one prewrite request to
+ *     one region, one-phase commit (TiKV's 1PC, tikvc_opts.txn_one_pc), rollback, and
+ *     resolution of locks left by crashed transactions when a read meets them. Keys sent to
+ *     PD are memcomparable-encoded in transactional mode, exactly as client-go's
+ *     CodecPDClient does.
  *
  * Owns: a tikvc_client: a PD client, gRPC connections, the region and store caches, one
  * timer thread and two worker threads (for PD lookups and backoff). Requests are
@@ -149,6 +151,10 @@ typedef struct tikvc_opts {
     int txn_lock_ttl_ms;
     /* Most pairs one scan request asks a store for (default 10240). */
     int scan_batch;
+    /* Transactions whose writes fit one prewrite request to one region commit in one phase
+     * (TiKV's 1PC: the store picks the commit timestamp, no commit round trip; it may fall
+     * back to two phases): 1 (default) on, 0 off (always two-phase commit). */
+    int txn_one_pc;
     /* The library's log lines at this level and above go to stderr: 0 trace, 1 debug,
      * 2 info, 3 warn (default), 4 error, 6 off. A process-wide setting. */
     int log_level;
@@ -301,9 +307,12 @@ void tikvc_iter_free(tikvc_iter *it);
 
 /* Commits with two-phase commit: prewrite every key (grouped per region; the first key is
  * the primary), take a commit timestamp, commit the primary, then the secondaries. A
- * transaction without writes commits at once. Errors: TIKVC_ECONFLICT (another transaction
+ * transaction without writes commits at once. With txn_one_pc, writes that fit one prewrite
+ * request to one region are committed by that request (the store picks the commit
+ * timestamp; tikvc_txn_commit_ts tells it). Errors: TIKVC_ECONFLICT (another transaction
  * wrote one of the keys after this one started: everything is rolled back),
- * TIKVC_EUNDETERMINED (the primary's commit was sent but its answer was lost), TIKVC_ECLOSED
+ * TIKVC_EUNDETERMINED (the primary's commit, or a one-phase prewrite, was sent but its
+ * answer was lost), TIKVC_ECLOSED
  * (already committed or rolled back), the common ones. */
 int tikvc_txn_commit(tikvc_txn *t);
 

@@ -258,6 +258,12 @@ static int start_detector(app *a)
     return rc;
 }
 
+/* The storage's timestamp source (stor_tso_fn): PD's TSO, asynchronously. */
+static int storage_tso(void *arg, void (*cb)(void *ud, int rc, uint64_t ts), void *ud)
+{
+    return pdc_tso_async(arg, 0, cb, ud);
+}
+
 static int start(app *a)
 {
     char snap_dir[1024];
@@ -296,6 +302,8 @@ static int start(app *a)
     if (rc == 0) {
         /* UnsafeDestroyRange deletes on the kv engine, below Raft, as TiKV's does. */
         stor_set_destroy_range(srv_node_storage(a->node), stor_destroy_range_engine, a->kv);
+        /* 1PC: a region's max_ts is re-synced from PD's TSO after each leader change. */
+        stor_set_tso(srv_node_storage(a->node), storage_tso, a->pd);
         rc = rstore_register_service(a->rs, srv_node_rpc(a->node));
     }
     if (rc == 0)

@@ -247,6 +247,10 @@ TKV_MUST_USE int stor_kv_local_new(eng_db *db, const stor_kv_local_opts *opts, s
 /* Replaces the local region's epoch (to test EpochNotMatch handling). */
 void stor_kv_local_set_epoch(stor_kv *kv, uint64_t conf_ver, uint64_t version);
 
+/* Makes snapshots report leader term @term (0, the default, means "local": no leader ever
+ * changes), to test what storage does after a leader change (1PC waits for a fresh TSO). */
+void stor_kv_local_set_term(stor_kv *kv, uint64_t term);
+
 /* Replaces the local region's range with [@start, @end) (an empty @end is +inf; the keys are
  * copied), as after a split, to test behaviour at region edges: snapshots are clipped to it
  * and writes with a key outside it get KeyNotInRegion (a range to delete may end at the

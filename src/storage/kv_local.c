@@ -9,7 +9,8 @@
 typedef struct local_kv {
     eng_db *db;
     bool sync;
-    pthread_mutex_t mu; /* guards region (its epoch changes in tests) */
+    pthread_mutex_t mu; /* guards region (its epoch changes in tests) and term */
+    uint64_t term;      /* reported in snapshots (0: local, see stor_kv_local_set_term) */
     Metapb__Region region;
     Metapb__RegionEpoch epoch;
     Metapb__Peer peer;
@@ -165,6 +166,8 @@ static int local_snapshot(void *impl, const stor_ctx *ctx, stor_snap_cb cb, void
     stor_snap *s;
     pthread_mutex_lock(&l->mu);
     rc = stor_snap_new(es, &l->region, &s);
+    if (rc == 0)
+        s->term = l->term;
     pthread_mutex_unlock(&l->mu);
     cb(ud, rc, NULL, rc == 0 ? s : NULL);
     return 0;
@@ -226,6 +229,14 @@ void stor_kv_local_set_epoch(stor_kv *kv, uint64_t conf_ver, uint64_t version)
     pthread_mutex_lock(&l->mu);
     l->epoch.conf_ver = conf_ver;
     l->epoch.version = version;
+    pthread_mutex_unlock(&l->mu);
+}
+
+void stor_kv_local_set_term(stor_kv *kv, uint64_t term)
+{
+    local_kv *l = kv->impl;
+    pthread_mutex_lock(&l->mu);
+    l->term = term;
     pthread_mutex_unlock(&l->mu);
 }
 

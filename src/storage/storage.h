@@ -84,6 +84,18 @@ void stor_set_destroy_range(stor *s, stor_destroy_range_fn fn, void *arg);
 struct txn_detector;
 void stor_set_detector(stor *s, struct txn_detector *d);
 
+/* A timestamp source (PD's TSO): queues one request and returns 0, then @cb(@ud, rc, ts)
+ * runs exactly once on any thread (rc 0 with the timestamp, or an error); or returns a
+ * negative code and @cb never runs. */
+typedef int (*stor_tso_fn)(void *arg, void (*cb)(void *ud, int rc, uint64_t ts), void *ud);
+
+/* Installs the timestamp source that re-syncs the store's max_ts after a leader change
+ * (storage/txn/concurrency.h): until a region's max_ts is synced for its current term, 1PC
+ * prewrites there fall back to 2PC. Without one, only term-0 (local) snapshots do 1PC.
+ * @fn's callbacks must have run before stor_free returns (it waits for them).
+ * Thread: call before the storage serves requests. */
+void stor_set_tso(stor *s, stor_tso_fn fn, void *arg);
+
 /* A stor_destroy_range_fn for a kv engine with TiKV's layout (@arg is the eng_db): range
  * deletions of the data keys ('z' + key) in the default, lock and write column families,
  * written with sync. Errors: engine errors (@errmsg has the engine's message), -ENOMEM. */

@@ -38,6 +38,7 @@ typedef struct ctl_opts {
     int value_size;
     long long keys;
     bool batch_commands_off;
+    bool one_pc_off; /* --no-1pc: transactions always commit in two phases */
     /* offline commands (encryption-meta, issue 9) */
     const char *config_path; /* --config: the store's TOML */
     const char *data_dir;    /* --data-dir */

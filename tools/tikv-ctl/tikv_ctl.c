@@ -51,6 +51,8 @@ static const char usage_text[] =
     "  --ca-path FILE --cert-path FILE --key-path FILE   TLS (PEM)\n"
     "  --timeout MS       deadline of one request\n"
     "  --no-batch         one unary call per request instead of BatchCommands\n"
+    "  --no-1pc           transactions commit in two phases even when one region holds\n"
+    "                     every key (default: one-phase commit there)\n"
     "  --help             this text\n"
     "\n"
     "exit codes: 0 ok, 1 key not found, 2 usage error, 3 cannot reach PD, 4 request failed\n";
@@ -168,6 +170,7 @@ int ctl_connect(const ctl_opts *o, tikvc_client **out)
         to.pd_timeout_ms = o->timeout_ms;
     }
     to.batch_commands = !o->batch_commands_off;
+    to.txn_one_pc = !o->one_pc_off;
     if (tikvc_open(&to, out) != TIKVC_OK) {
         fprintf(stderr, "tikv-ctl: cannot connect to PD at %s: %s\n", o->pd, tikvc_errmsg());
         return CTL_CONNECT;
@@ -607,6 +610,8 @@ static int parse(int argc, char **argv, ctl_opts *o)
             o->hex = true;
         } else if (strcmp(a, "--no-batch") == 0) {
             o->batch_commands_off = true;
+        } else if (strcmp(a, "--no-1pc") == 0) {
+            o->one_pc_off = true;
         } else if (strcmp(a, "--ca-path") == 0) {
             TAKES_VALUE;
             o->ca_path = v;

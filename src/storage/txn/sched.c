@@ -210,6 +210,15 @@ tkv_slice txn__encode(txn_cmd *c, ProtobufCBinaryData raw, int *rc)
     return tkv_slice_of(p, n);
 }
 
+int txn__encode_range(txn_cmd *c, ProtobufCBinaryData start, ProtobufCBinaryData end, tkv_slice *s,
+                      tkv_slice *e)
+{
+    int rc = 0;
+    *s = start.len ? txn__encode(c, start, &rc) : tkv_slice_of(NULL, 0);
+    *e = end.len ? txn__encode(c, end, &rc) : tkv_slice_of(NULL, 0);
+    return rc;
+}
+
 int txn__set_keys(txn_cmd *c, const ProtobufCBinaryData *raw, size_t n)
 {
     if (n > c->s->opts.max_batch_keys)
@@ -478,6 +487,9 @@ static void release_latch(txn_cmd *c)
 /* Answers and frees the command. */
 static void complete(txn_cmd *c)
 {
+    /* A 1PC write is applied (or refused) by now: readers it held back may go on. */
+    txn_cm_release(c->st->cm, c->guard);
+    c->guard = NULL;
     release_latch(c);
     stor_snap_release(c->snap);
     c->snap = NULL;
@@ -654,9 +666,35 @@ static void on_latched(void *arg)
         complete_rc(c, rc);
 }
 
+static void retry_read(void *arg)
+{
+    start_run(arg);
+}
+
+/* A snapshot read raises max_ts before its snapshot is taken, and waits for 1PC writes that
+ * may commit at or below its ts (concurrency.h). Returns 0 with *@queued when it waits. */
+static int begin_snapshot_read(txn_cmd *c, bool *queued)
+{
+    *queued = false;
+    if (!c->def->snapshot_read || c->ropts.iso == MVCC_ISO_RC)
+        return 0;
+    txn_cm_read r = {
+        .ts = c->read_ts,
+        .keys = c->keys,
+        .n_keys = c->n_keys,
+        .range = c->read_range,
+        .lower = c->read_lower,
+        .upper = c->read_upper,
+        .bypass = c->ropts.bypass_locks,
+        .n_bypass = c->ropts.n_bypass_locks,
+    };
+    return txn_cm_begin_read(c->st->cm, &r, retry_read, c, queued);
+}
+
 static void start_run(txn_cmd *c)
 {
     int rc;
+    bool queued = false;
     if (c->def->write && c->n_keys > 0) {
         rc = stor_latch_new(c->s->latches, c->keys, c->n_keys, &c->latch);
         if (rc == 0) {
@@ -667,7 +705,9 @@ static void start_run(txn_cmd *c)
             }
         }
     } else {
-        rc = txn_pool_submit(c->st->pool, run_snapshot, c);
+        rc = begin_snapshot_read(c, &queued);
+        if (rc == 0 && !queued)
+            rc = txn_pool_submit(c->st->pool, run_snapshot, c);
     }
     if (rc != 0)
         complete_rc(c, rc);
@@ -712,6 +752,7 @@ int txn__submit(stor *s, const txn_cmd_def *def, const ProtobufCMessage *req,
     c->ud = ud;
     stor_ctx_from_pb(&c->ctx, pbctx);
     read_opts_from_pb(c, pbctx);
+    c->read_ts = start_ts;
     int rc = mvcc_txn_new(start_ts, &c->txn);
     c->resp = rc == 0 ? txn_arena_alloc(&c->arena, def->resp_desc->sizeof_message) : NULL;
     if (c->resp == NULL) {

@@ -7,7 +7,9 @@
  *   -> [pending write: one stor_kv_write] -> wake up lock waiters -> respond.
  * A command may ask to run again (c->again: ResolveLock and GC work in batches), and a
  * pessimistic lock request may ask to wait (c->wait) for another transaction's lock.
- * Read commands take no latches.
+ * Read commands take no latches; snapshot reads (def->snapshot_read) first raise the store's
+ * max_ts to their ts and may wait for a 1PC write in flight (concurrency.h). A 1PC prewrite
+ * holds its in-memory keys (c->guard) from its commit_ts until its write is applied.
  */
 #ifndef TKV_STORAGE_TXN_INT_H
 #define TKV_STORAGE_TXN_INT_H
@@ -17,6 +19,7 @@
 #include "storage/mvcc/mvcc.h"
 #include "storage/storage_int.h"
 #include "storage/txn/actions/actions.h"
+#include "storage/txn/concurrency.h"
 #include "storage/txn/lock_manager.h"
 
 /* ---- response arena --------------------------------------------------------------------- */
@@ -53,6 +56,7 @@ struct stor_txn {
     stor *s;
     txn_pool *pool;
     txn_lock_mgr *lm;
+    txn_cm *cm; /* max_ts and in-memory 1PC locks */
 };
 
 /* ---- commands --------------------------------------------------------------------------- */
@@ -62,7 +66,8 @@ typedef struct txn_cmd txn_cmd;
 typedef struct txn_cmd_def {
     const char *name;
     const ProtobufCMessageDescriptor *resp_desc;
-    bool write; /* takes latches on c->keys and may write */
+    bool write;         /* takes latches on c->keys and may write */
+    bool snapshot_read; /* a read at start_ts: raises max_ts, waits for 1PC writes it covers */
     /* Runs on a pool thread with a reader over a fresh snapshot: fills c->resp (from
      * c->arena) and adds writes to c->txn. Returns 0 or a code (answered as a region
      * error "storage error"). */
@@ -97,6 +102,14 @@ struct txn_cmd {
     bool again; /* run again once this run's write is applied */
     /* Commit timestamp reported to lock waiters when released locks are woken up. */
     uint64_t release_commit_ts;
+    /* Snapshot reads (def->snapshot_read): the range a scan covers (encoded, inclusive, empty
+     * = unbounded); point reads cover c->keys. */
+    bool read_range;
+    tkv_slice read_lower, read_upper;
+    uint64_t read_ts;
+    /* A 1PC prewrite's in-memory locks, released when the command ends (its write applied
+     * or refused). */
+    txn_cm_guard *guard;
     /* Pessimistic lock wait. */
     bool wait;
     uint64_t wait_start_ts, wait_lock_ts, wait_key_hash, wait_ms;
@@ -128,6 +141,11 @@ Kvrpcpb__KvPair *txn__kv_pair(txn_cmd *c, const mvcc_err *e, tkv_slice raw_key, 
 
 /* Returns the encoding of raw key @raw in the arena (NULL data on -ENOMEM, *rc set). */
 tkv_slice txn__encode(txn_cmd *c, ProtobufCBinaryData raw, int *rc);
+
+/* Sets *@s and *@e to the encodings of raw bounds @start and @end in the arena (an empty
+ * bound stays empty: unbounded). Errors: -ENOMEM, encoding errors. */
+TKV_MUST_USE int txn__encode_range(txn_cmd *c, ProtobufCBinaryData start, ProtobufCBinaryData end,
+                                   tkv_slice *s, tkv_slice *e);
 
 /* Builds the KeyError for @e in the arena, or NULL on -ENOMEM. */
 Kvrpcpb__KeyError *txn__key_error(txn_cmd *c, const mvcc_err *e);

@@ -66,6 +66,13 @@ int stor__txn_init(stor *s)
         if (rc != 0)
             txn_pool_free(t->pool);
     }
+    if (rc == 0) {
+        rc = txn_cm_new(&t->cm);
+        if (rc != 0) {
+            txn_lock_mgr_free(t->lm);
+            txn_pool_free(t->pool);
+        }
+    }
     if (rc != 0) {
         tkv_free(t);
         return rc;
@@ -79,6 +86,11 @@ void stor_set_detector(stor *s, struct txn_detector *d)
     txn_lock_mgr_set_detector(s->txn->lm, d);
 }
 
+void stor_set_tso(stor *s, stor_tso_fn fn, void *arg)
+{
+    txn_cm_set_tso(s->txn->cm, fn, arg);
+}
+
 void stor__txn_deinit(stor *s)
 {
     struct stor_txn *t = s->txn;
@@ -87,6 +99,7 @@ void stor__txn_deinit(stor *s)
     /* Waits end first (they answer through the pool-free path), then queued work drains. */
     txn_lock_mgr_free(t->lm);
     txn_pool_free(t->pool);
+    txn_cm_free(t->cm);
     tkv_free(t);
     s->txn = NULL;
 }

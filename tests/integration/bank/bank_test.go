@@ -1,7 +1,10 @@
 // Package bank is tikv-c's transactional torture test with real processes: one pd-server
 // and three tikv-servers (127.0.0.1, random ports, temporary directories, stopped by PID)
-// and eight client-go transaction clients (six optimistic, two pessimistic) moving money
-// between 100 accounts while a store is killed with SIGKILL and restarted every 15 seconds.
+// and eight client-go transaction clients (six optimistic, two pessimistic; every other one
+// with one-phase commit, txn.SetEnable1PC) moving money between 100 accounts while a store
+// is killed with SIGKILL and restarted every 15 seconds. With 1PC the stores pick commit
+// timestamps themselves, so the kills also test that a new leader does not commit in one
+// phase below a read its predecessor served.
 //
 // What it checks (snapshot isolation plus durability):
 //   - every snapshot read of all accounts (point reads and scans) sees the original total;
@@ -198,7 +201,7 @@ func readPessimistic(ctx context.Context, c *txnkv.Client, txn *transaction.KVTx
 // transferOnce moves a random amount between two random accounts and records it in the
 // ledger, all in one transaction: optimistic (reads at start_ts, conflicts found at
 // prewrite) or pessimistic (locks first, then reads the latest values).
-func (b *bank) transferOnce(c *txnkv.Client, rng *rand.Rand, pessimistic bool) {
+func (b *bank) transferOnce(c *txnkv.Client, rng *rand.Rand, pessimistic, onePC bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	txn, err := c.Begin()
@@ -206,6 +209,7 @@ func (b *bank) transferOnce(c *txnkv.Client, rng *rand.Rand, pessimistic bool) {
 		atomic.AddInt64(&b.st.failed, 1)
 		return
 	}
+	txn.SetEnable1PC(onePC)
 	from := rng.Intn(accounts)
 	to := rng.Intn(accounts - 1)
 	if to >= from {
@@ -367,7 +371,7 @@ func TestBankTransfersSurviveStoreKills(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			for n := 0; !b.stop.Load(); n++ {
-				b.transferOnce(cli, rng, i < pessimistic)
+				b.transferOnce(cli, rng, i < pessimistic, i%2 == 1)
 				if n%10 == 9 {
 					b.checkTotal(cli, i%2 == 0)
 				}

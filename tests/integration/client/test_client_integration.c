@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "base/clock.h"
+#include "base/metrics.h"
 #include "client/tikvc.h"
 #include "integration/pd/pd_proc.h"
 #include "pdc/pdc.h"
@@ -218,6 +219,15 @@ static void test_raw_api_against_pd_server_and_the_tikv_service(void **state)
     cluster_stop(&k);
 }
 
+/* Returns the store's count of 1PC prewrites with outcome @result (same process). */
+static double one_pc_count(const char *result)
+{
+    tkv_metric *m = tkv_metric_counter(
+        "tikv_storage_one_pc_total",
+        "Prewrites that asked for 1PC, by outcome (committed, or fallback to 2PC)", "result");
+    return tkv_series_value(tkv_metric_with(m, result));
+}
+
 static void test_transactions_against_pd_server_and_the_tikv_service(void **state)
 {
     (void)state;
@@ -231,8 +241,45 @@ static void test_transactions_against_pd_server_and_the_tikv_service(void **stat
         snprintf(key, sizeof(key), "acct%02d", i);
         assert_int_equal(tikvc_txn_set(t, key, strlen(key), "100", 3), TIKVC_OK);
     }
+    double one_pc_before = one_pc_count("committed");
     assert_int_equal(tikvc_txn_commit(t), TIKVC_OK);
     assert_true(tikvc_txn_commit_ts(t) > tikvc_txn_start_ts(t));
+    /* One region, one request: the store committed it in one phase. */
+    assert_true(one_pc_count("committed") == one_pc_before + 1);
+    tikvc_txn_free(t);
+
+    /* With txn_one_pc = 0 the client commits in two phases. */
+    tikvc_opts o2;
+    tikvc_opts_init(&o2);
+    o2.pd_endpoints = k.pd.grpc_addr;
+    o2.txn_one_pc = 0;
+    tikvc_client *c2;
+    assert_int_equal(tikvc_open(&o2, &c2), TIKVC_OK);
+    assert_int_equal(tikvc_txn_begin(c2, &t), TIKVC_OK);
+    assert_int_equal(tikvc_txn_set(t, "a1pc", 4, "2", 1), TIKVC_OK);
+    double asked_before = one_pc_count("committed") + one_pc_count("fallback");
+    assert_int_equal(tikvc_txn_commit(t), TIKVC_OK);
+    assert_true(one_pc_count("committed") + one_pc_count("fallback") == asked_before);
+    uint64_t two_pc_ts = tikvc_txn_commit_ts(t);
+    tikvc_txn_free(t);
+    tikvc_close(c2);
+    /* A 1PC commit after a read at a later ts commits above that read. */
+    tikvc_txn *w = NULL;
+    assert_int_equal(tikvc_txn_begin(c, &w), TIKVC_OK);
+    assert_int_equal(tikvc_txn_begin(c, &t), TIKVC_OK);
+    tikvc_buf rv = {0};
+    bool rfound = false;
+    assert_int_equal(tikvc_txn_get(t, "a1pc", 4, &rv, &rfound), TIKVC_OK);
+    assert_true(rfound && tikvc_txn_start_ts(t) > two_pc_ts);
+    tikvc_buf_free(&rv);
+    assert_int_equal(tikvc_txn_set(w, "a1pc", 4, "1", 1), TIKVC_OK);
+    assert_int_equal(tikvc_txn_commit(w), TIKVC_OK);
+    assert_true(tikvc_txn_commit_ts(w) > tikvc_txn_start_ts(t));
+    assert_int_equal(tikvc_txn_get(t, "a1pc", 4, &rv, &rfound), TIKVC_OK);
+    assert_true(rfound && rv.len == 1 && rv.data[0] == '2'); /* t's snapshot did not change */
+    tikvc_buf_free(&rv);
+    tikvc_txn_free(w);
+    assert_int_equal(tikvc_txn_rollback(t), TIKVC_OK);
     tikvc_txn_free(t);
 
     /* A conflict: t1 started before t2 committed the same key. */

@@ -694,26 +694,6 @@ static void test_keys_outside_region_get_region_error(void **state)
 
 /* ---- pessimistic transactions ------------------------------------------------------------- */
 
-static Kvrpcpb__PessimisticLockResponse *plock(txn_fx *f, const char *key, const char *primary,
-                                               uint64_t start_ts, uint64_t for_update_ts,
-                                               int64_t wait_timeout, bool return_values)
-{
-    Kvrpcpb__Mutation m = KVRPCPB__MUTATION__INIT;
-    m.op = KVRPCPB__OP__PessimisticLock;
-    m.key = fx_bin(key);
-    Kvrpcpb__Mutation *mp = &m;
-    Kvrpcpb__PessimisticLockRequest req = KVRPCPB__PESSIMISTIC_LOCK_REQUEST__INIT;
-    req.n_mutations = 1;
-    req.mutations = &mp;
-    req.primary_lock = fx_bin(primary);
-    req.start_version = start_ts;
-    req.for_update_ts = for_update_ts;
-    req.lock_ttl = 3000;
-    req.wait_timeout = wait_timeout;
-    req.return_values = return_values;
-    return fx_call(f, "KvPessimisticLock", &req.base);
-}
-
 static fx_pending *plock_start(txn_fx *f, Kvrpcpb__PessimisticLockRequest *req,
                                Kvrpcpb__Mutation *m, Kvrpcpb__Mutation **mp, const char *key,
                                uint64_t start_ts, int64_t wait_timeout)
@@ -762,7 +742,7 @@ static void test_pessimistic_lock_then_optimistic_prewrite_by_other_txn(void **s
 {
     txn_fx *f = *state;
     put_committed(f, "k", "v0", 5, 6);
-    Kvrpcpb__PessimisticLockResponse *r = plock(f, "k", "k", 10, 10, -1, true);
+    Kvrpcpb__PessimisticLockResponse *r = fx_plock(f, "k", "k", 10, 10, -1, true);
     assert_int_equal(r->n_errors, 0);
     assert_int_equal(r->n_values, 1);
     assert_true(fx_bin_eq(r->values[0], "v0"));
@@ -783,7 +763,7 @@ static void test_pessimistic_lock_then_optimistic_prewrite_by_other_txn(void **s
     pessimistic_prewrite_commit(f, "k", "v1", 10, 10, 25);
     fx_must_get(f, "k", 25, "v1");
     /* A pessimistic lock below a newer commit must retry: PessimisticRetry conflict. */
-    r = plock(f, "k", "k", 15, 15, -1, false);
+    r = fx_plock(f, "k", "k", 15, 15, -1, false);
     assert_int_equal(r->n_errors, 1);
     assert_non_null(r->errors[0]->conflict);
     assert_int_equal(r->errors[0]->conflict->reason,
@@ -791,7 +771,7 @@ static void test_pessimistic_lock_then_optimistic_prewrite_by_other_txn(void **s
     assert_int_equal(r->errors[0]->conflict->conflict_commit_ts, 25);
     fx_free(r);
     /* A missing key: not_found. */
-    r = plock(f, "nokey", "nokey", 30, 30, -1, true);
+    r = fx_plock(f, "nokey", "nokey", 30, 30, -1, true);
     assert_int_equal(r->n_errors, 0);
     assert_true(r->not_founds[0]);
     fx_free(r);
@@ -822,7 +802,7 @@ static void wait_for_waiters(txn_fx *f, size_t n)
 static void test_pessimistic_lock_waits_and_wakes_on_release(void **state)
 {
     txn_fx *f = *state;
-    Kvrpcpb__PessimisticLockResponse *r = plock(f, "k", "k", 10, 10, -1, false);
+    Kvrpcpb__PessimisticLockResponse *r = fx_plock(f, "k", "k", 10, 10, -1, false);
     assert_int_equal(r->n_errors, 0);
     fx_free(r);
     Kvrpcpb__PessimisticLockRequest req;
@@ -839,18 +819,18 @@ static void test_pessimistic_lock_waits_and_wakes_on_release(void **state)
     assert_int_equal(wc->conflict_commit_ts, 15);
     fx_free(w);
     /* Retrying with a newer for_update_ts succeeds. */
-    r = plock(f, "k", "k", 20, 16, -1, false);
+    r = fx_plock(f, "k", "k", 20, 16, -1, false);
     assert_int_equal(r->n_errors, 0);
     fx_free(r);
     /* No wait (negative timeout): the lock comes back at once. */
-    r = plock(f, "k", "k", 30, 30, -1, false);
+    r = fx_plock(f, "k", "k", 30, 30, -1, false);
     assert_int_equal(r->n_errors, 1);
     assert_non_null(r->errors[0]->locked);
     assert_int_equal(r->errors[0]->locked->lock_version, 20);
     fx_free(r);
     /* A short wait ends with the lock error at its deadline. */
     uint64_t t0 = tkv_clock_mono_ms();
-    r = plock(f, "k", "k", 30, 30, 50, false);
+    r = fx_plock(f, "k", "k", 30, 30, 50, false);
     assert_true(tkv_clock_mono_ms() - t0 >= 45);
     assert_int_equal(r->n_errors, 1);
     assert_non_null(r->errors[0]->locked);
@@ -860,10 +840,10 @@ static void test_pessimistic_lock_waits_and_wakes_on_release(void **state)
 static void test_deadlock_between_two_transactions_is_detected(void **state)
 {
     txn_fx *f = *state;
-    Kvrpcpb__PessimisticLockResponse *r = plock(f, "k1", "k1", 10, 10, -1, false);
+    Kvrpcpb__PessimisticLockResponse *r = fx_plock(f, "k1", "k1", 10, 10, -1, false);
     assert_int_equal(r->n_errors, 0);
     fx_free(r);
-    r = plock(f, "k2", "k2", 20, 20, -1, false);
+    r = fx_plock(f, "k2", "k2", 20, 20, -1, false);
     assert_int_equal(r->n_errors, 0);
     fx_free(r);
     /* txn 10 waits for k2 (held by 20)... */
@@ -872,7 +852,7 @@ static void test_deadlock_between_two_transactions_is_detected(void **state)
     fx_pending *p = plock_start(f, &req, &m, &mp, "k2", 10, 10000);
     wait_for_waiters(f, 1);
     /* ...and txn 20 asks for k1 (held by 10): a cycle. txn 20 is told so. */
-    r = plock(f, "k1", "k2", 20, 20, 10000, false);
+    r = fx_plock(f, "k1", "k2", 20, 20, 10000, false);
     assert_int_equal(r->n_errors, 1);
     Kvrpcpb__Deadlock *dl = r->errors[0]->deadlock;
     assert_non_null(dl);
@@ -893,7 +873,7 @@ static void test_deadlock_between_two_transactions_is_detected(void **state)
     assert_int_equal(w->n_errors, 1);
     assert_non_null(w->errors[0]->conflict);
     fx_free(w);
-    r = plock(f, "k2", "k1", 10, 10, -1, false);
+    r = fx_plock(f, "k2", "k1", 10, 10, -1, false);
     assert_int_equal(r->n_errors, 0);
     fx_free(r);
 }
@@ -1312,7 +1292,7 @@ static void test_pessimistic_prewrite_without_lock_is_amended_or_refused(void **
     fx_free(r);
     /* A pessimistic lock of another txn on a key we hold pessimistically? Lock type
      * mismatch: an optimistic prewrite meeting its own pessimistic lock. */
-    Kvrpcpb__PessimisticLockResponse *pl = plock(f, "p", "p", 30, 30, -1, false);
+    Kvrpcpb__PessimisticLockResponse *pl = fx_plock(f, "p", "p", 30, 30, -1, false);
     fx_free(pl);
     Kvrpcpb__PrewriteResponse *p2 = fx_prewrite(f, "p", "v", KVRPCPB__OP__Put, "p", 30);
     assert_int_equal(p2->n_errors, 1);

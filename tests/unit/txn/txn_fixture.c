@@ -258,3 +258,23 @@ Kvrpcpb__BatchRollbackResponse *fx_rollback(txn_fx *f, const char *key, uint64_t
     req.start_version = start_ts;
     return fx_call(f, "KvBatchRollback", &req.base);
 }
+
+Kvrpcpb__PessimisticLockResponse *fx_plock(txn_fx *f, const char *key, const char *primary,
+                                           uint64_t start_ts, uint64_t for_update_ts,
+                                           int64_t wait_timeout, bool return_values)
+{
+    Kvrpcpb__Mutation m = KVRPCPB__MUTATION__INIT;
+    m.op = KVRPCPB__OP__PessimisticLock;
+    m.key = fx_bin(key);
+    Kvrpcpb__Mutation *mp = &m;
+    Kvrpcpb__PessimisticLockRequest req = KVRPCPB__PESSIMISTIC_LOCK_REQUEST__INIT;
+    req.n_mutations = 1;
+    req.mutations = &mp;
+    req.primary_lock = fx_bin(primary);
+    req.start_version = start_ts;
+    req.for_update_ts = for_update_ts;
+    req.lock_ttl = 3000;
+    req.wait_timeout = wait_timeout;
+    req.return_values = return_values;
+    return fx_call(f, "KvPessimisticLock", &req.base);
+}

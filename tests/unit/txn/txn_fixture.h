@@ -53,6 +53,10 @@ void fx_must_get(txn_fx *f, const char *key, uint64_t ts, const char *value);
 /* Asserts that a read of @key at @ts is blocked by the lock of @lock_ts. */
 void fx_must_get_locked(txn_fx *f, const char *key, uint64_t ts, uint64_t lock_ts);
 Kvrpcpb__BatchRollbackResponse *fx_rollback(txn_fx *f, const char *key, uint64_t start_ts);
+/* KvPessimisticLock of one key (wait_timeout as in the request: -1 no wait). */
+Kvrpcpb__PessimisticLockResponse *fx_plock(txn_fx *f, const char *key, const char *primary,
+                                           uint64_t start_ts, uint64_t for_update_ts,
+                                           int64_t wait_timeout, bool return_values);
 
 /* Returns a binary field over a C string (borrowed). */
 ProtobufCBinaryData fx_bin(const char *s);

@@ -39,6 +39,21 @@ enum {
 
 /* ---- prewrite ---------------------------------------------------------------------------- */
 
+/* A lock a 1PC prewrite would have written. */
+typedef struct txn_1pc_lock {
+    tkv_slice enc_key;
+    txn_lock lock;             /* borrows primary and short value from the prewrite's inputs */
+    bool had_pessimistic_lock; /* the key holds this transaction's pessimistic lock */
+} txn_1pc_lock;
+
+/* Where a 1PC prewrite collects its locks instead of writing them: the command then writes
+ * commit records for them, or the locks after all when it falls back to 2PC. */
+typedef struct txn_1pc_locks {
+    txn_1pc_lock *items; /* room for one per mutation (caller-owned) */
+    size_t n;
+    bool own_lock_found; /* a key already held this transaction's prewrite lock */
+} txn_1pc_locks;
+
 /* What all mutations of one prewrite share. */
 typedef struct txn_prewrite_props {
     tkv_slice primary; /* raw primary key */
@@ -48,6 +63,7 @@ typedef struct txn_prewrite_props {
     uint64_t min_commit_ts;
     bool skip_constraint_check; /* optimistic only */
     int assertion_level;
+    txn_1pc_locks *one_pc; /* NULL: write locks (2PC) */
 } txn_prewrite_props;
 
 typedef struct txn_mutation {
@@ -61,7 +77,9 @@ typedef struct txn_mutation {
  * (and a long value to the default CF). @pessimistic_action applies to pessimistic
  * transactions (TXN_DO_PESSIMISTIC_CHECK: the key must hold this txn's pessimistic lock).
  * Outcomes: KeyIsLocked, WriteConflict (Optimistic, or SelfRolledBack when this txn was
- * rolled back), AlreadyExist, PessimisticLockNotFound, LockTypeNotMatch, AssertionFailed. */
+ * rolled back), AlreadyExist, PessimisticLockNotFound, LockTypeNotMatch, AssertionFailed.
+ * With p->one_pc the lock is appended there instead of being written (a long value still goes
+ * to the default CF: commit records point at it by start_ts). */
 TKV_MUST_USE int txn_prewrite(mvcc_txn *t, mvcc_reader *r, const txn_prewrite_props *p,
                               const txn_mutation *m, int pessimistic_action, mvcc_err *e);
 

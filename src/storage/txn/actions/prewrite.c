@@ -148,7 +148,7 @@ int txn_prewrite(mvcc_txn *t, mvcc_reader *r, const txn_prewrite_props *p, const
         return rc;
     }
     uint64_t lock_ttl = p->lock_ttl, min_commit_ts = p->min_commit_ts;
-    bool lock_amended = false;
+    bool lock_amended = false, had_pessimistic_lock = false;
 
     txn_lock_holder h;
     txn_lock_holder_init(&h);
@@ -173,10 +173,13 @@ int txn_prewrite(mvcc_txn *t, mvcc_reader *r, const txn_prewrite_props *p, const
                  * min_commit_ts. */
                 lock_ttl = TKV_MAX(lock_ttl, h.lock.ttl);
                 min_commit_ts = TKV_MAX(min_commit_ts, h.lock.min_commit_ts);
+                had_pessimistic_lock = true;
             }
         } else {
             /* Our own prewrite lock: a duplicated command, nothing to do. */
             txn_lock_holder_deinit(&h);
+            if (p->one_pc != NULL)
+                p->one_pc->own_lock_found = true;
             return 0;
         }
     } else if (rc == 0 && is_pessimistic_lock) {
@@ -217,6 +220,13 @@ int txn_prewrite(mvcc_txn *t, mvcc_reader *r, const txn_prewrite_props *p, const
             if (rc != 0)
                 return rc;
         }
+    }
+    if (p->one_pc != NULL) {
+        txn_1pc_lock *l = &p->one_pc->items[p->one_pc->n++];
+        l->enc_key = m->enc_key;
+        l->lock = lock;
+        l->had_pessimistic_lock = had_pessimistic_lock;
+        return 0;
     }
     return mvcc_txn_put_lock(t, m->enc_key, &lock);
 }

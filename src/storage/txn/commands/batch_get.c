@@ -38,6 +38,7 @@ static int process(txn_cmd *c, mvcc_reader *r)
 
 static const txn_cmd_def def = {
     .name = "KvBatchGet",
+    .snapshot_read = true,
     .resp_desc = &kvrpcpb__batch_get_response__descriptor,
     .process = process,
 };

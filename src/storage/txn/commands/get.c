@@ -28,6 +28,7 @@ static int process(txn_cmd *c, mvcc_reader *r)
 
 static const txn_cmd_def def = {
     .name = "KvGet",
+    .snapshot_read = true,
     .resp_desc = &kvrpcpb__get_response__descriptor,
     .process = process,
 };

@@ -59,8 +59,12 @@ static int process(txn_cmd *c, mvcc_reader *r)
     for (size_t i = 0; i < n && rc == 0; i++) {
         const Kvrpcpb__Mutation *m = req->mutations[i];
         bool found = false;
-        rc = txn_acquire_pessimistic_lock(c->txn, r, c->keys[i], &p,
-                                          m->assertion == KVRPCPB__ASSERTION__NotExist, &v, &found,
+        bool should_not_exist = m->assertion == KVRPCPB__ASSERTION__NotExist;
+        /* An insert's existence check is a read at for_update_ts (TiKV raises max_ts for it,
+         * for 1PC and async commit). */
+        if (should_not_exist)
+            txn_cm_update_max_ts(c->st->cm, req->for_update_ts);
+        rc = txn_acquire_pessimistic_lock(c->txn, r, c->keys[i], &p, should_not_exist, &v, &found,
                                           &e);
         if (rc != 0)
             break;

@@ -14,18 +14,12 @@ static int process(txn_cmd *c, mvcc_reader *r)
     size_t limit = TKV_MIN((size_t)req->limit, c->s->opts.max_scan_limit);
     if (limit == 0)
         return 0;
-    int rc = 0;
-    tkv_slice start =
-        req->start_key.len ? txn__encode(c, req->start_key, &rc) : tkv_slice_of(NULL, 0);
-    tkv_slice end = req->end_key.len ? txn__encode(c, req->end_key, &rc) : tkv_slice_of(NULL, 0);
-    if (rc != 0)
-        return rc;
     mvcc_scan_opts o = {.ts = req->version, .desc = req->reverse, .read = c->ropts};
     o.read.key_only = req->key_only;
-    o.lower = req->reverse ? end : start;
-    o.upper = req->reverse ? start : end;
+    o.lower = c->read_lower; /* set up by setup() */
+    o.upper = c->read_upper;
     mvcc_scanner *sc;
-    rc = mvcc_scanner_new(c->snap, &o, &sc);
+    int rc = mvcc_scanner_new(c->snap, &o, &sc);
     if (rc != 0)
         return rc;
     /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of struct pointers */
@@ -69,6 +63,7 @@ static int process(txn_cmd *c, mvcc_reader *r)
 
 static const txn_cmd_def def = {
     .name = "KvScan",
+    .snapshot_read = true,
     .resp_desc = &kvrpcpb__scan_response__descriptor,
     .process = process,
 };
@@ -76,6 +71,15 @@ static const txn_cmd_def def = {
 static int setup(txn_cmd *c)
 {
     const Kvrpcpb__ScanRequest *req = (const Kvrpcpb__ScanRequest *)c->req;
+    /* The range the scan reads, also the range for 1PC writes it must wait for (bounds taken
+     * inclusive there: waiting a little too often is harmless). */
+    tkv_slice start, end;
+    int rc = txn__encode_range(c, req->start_key, req->end_key, &start, &end);
+    if (rc != 0)
+        return rc;
+    c->read_range = true;
+    c->read_lower = req->reverse ? end : start;
+    c->read_upper = req->reverse ? start : end;
     /* A forward scan must start inside the region (TiKV: KeyNotInRegion). */
     if (!req->reverse && req->start_key.len > 0)
         return txn__set_keys(c, &req->start_key, 1);

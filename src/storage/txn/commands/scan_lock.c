@@ -40,10 +40,8 @@ static int add_lock(void *ud, tkv_slice enc_key, const txn_lock *lock)
 static int process(txn_cmd *c, mvcc_reader *r)
 {
     const Kvrpcpb__ScanLockRequest *req = (const Kvrpcpb__ScanLockRequest *)c->req;
-    int rc = 0;
-    tkv_slice start =
-        req->start_key.len ? txn__encode(c, req->start_key, &rc) : tkv_slice_of(NULL, 0);
-    tkv_slice end = req->end_key.len ? txn__encode(c, req->end_key, &rc) : tkv_slice_of(NULL, 0);
+    tkv_slice start, end;
+    int rc = txn__encode_range(c, req->start_key, req->end_key, &start, &end);
     if (rc != 0)
         return rc;
     scan_ctx s = {.c = c};
