@@ -214,6 +214,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t size)
         size_t k = 1 + fuzz_u8(&in) % 128;
         if (k > len - off)
             k = len - off;
+        if (k == 0)
+            break; /* cannot happen (off < len); tells the analyzer the modulo below is safe */
         uint8_t copy[256];
         memcpy(copy, file + off, k);
         switch (op % 8) {

@@ -289,7 +289,8 @@ static void fake_tso_answer(fake_tso *t, uint64_t ts)
     assert_non_null(t->cb);
     void (*cb)(void *, int, uint64_t) = t->cb;
     t->cb = NULL;
-    cb(t->ud, 0, ts);
+    if (cb != NULL) /* always, once the assertion passed; the analyzer cannot see that */
+        cb(t->ud, 0, ts);
 }
 
 static void test_one_pc_falls_back_after_a_leader_change_until_max_ts_is_synced(void **state)
