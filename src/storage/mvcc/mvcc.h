@@ -216,6 +216,18 @@ TKV_MUST_USE int mvcc_scanner_new(const stor_snap *snap, const mvcc_scan_opts *o
 /* Releases @s. NULL is a no-op. */
 void mvcc_scanner_free(mvcc_scanner *s);
 
+/* Work one scanner did on its lock cursor (TiKV's per-CF scan statistics, lock CF only).
+ * Seeks include the first positioning; steps are nexts (forward) or prevs (reverse). Each
+ * step or seek may walk deletion markers inside the engine, so a scan keeps both O(1) per
+ * key: one seek per scan and at most one step per live lock in the range. */
+typedef struct mvcc_scan_stats {
+    uint64_t lock_seeks;
+    uint64_t lock_steps;
+} mvcc_scan_stats;
+
+/* Returns @s's counters so far. Lifetime: until @s is freed. */
+const mvcc_scan_stats *mvcc_scanner_stats(const mvcc_scanner *s);
+
 /* Moves to the next visible key. Sets *@done when the range is exhausted. Otherwise
  * @enc_key gets the encoded key and either @value (its value, empty when key_only) with @e
  * MVCC_OK, or @e set (the key is locked). Errors: engine errors, TKV_ECORRUPT (a record

@@ -5,7 +5,9 @@
  * encoded user keys) and one over the write CF (encoded key + 8-byte timestamp). The next
  * key is the smaller (forward) or larger (reverse) of the two; its value comes from a point
  * read, so locks and visibility follow exactly the point-read rules. A key with only a
- * non-blocking lock and no visible version yields nothing.
+ * non-blocking lock and no visible version yields nothing. The lock cursor is positioned once
+ * and then only moves on (lock_pass), so each deletion marker in the lock CF is walked once
+ * per scan.
  */
 #include "storage/mvcc/mvcc_int.h"
 
@@ -19,6 +21,7 @@ struct mvcc_scanner {
     tkv_buf lower, upper; /* copies of the bounds */
     tkv_buf cur;          /* the user key last returned (encoded) */
     tkv_buf seek;         /* scratch */
+    mvcc_scan_stats stats;
 };
 
 int mvcc_scanner_new(const stor_snap *snap, const mvcc_scan_opts *o, mvcc_scanner **out)
@@ -71,6 +74,40 @@ static int write_user_key(stor_iter *it, tkv_slice *user)
     return txn_key_split_ts(stor_iter_key(it), user, &ts);
 }
 
+/* Lock-cursor moves, counted in the scan's statistics. */
+static bool lock_seek(mvcc_scanner *s, tkv_slice key)
+{
+    s->stats.lock_seeks++;
+    return s->o.desc ? stor_iter_seek_for_prev(s->lock_it, key) : stor_iter_seek(s->lock_it, key);
+}
+
+static bool lock_step(mvcc_scanner *s)
+{
+    s->stats.lock_steps++;
+    return s->o.desc ? stor_iter_prev(s->lock_it) : stor_iter_next(s->lock_it);
+}
+
+/* Moves the lock cursor strictly past @cur in the scan's direction. The cursor is positioned
+ * once at the start and only ever moves on from there: re-seeking it for every key would walk
+ * again all the deletion markers 2PC leaves in the lock CF between @cur and the next live
+ * lock, which made a scan quadratic in the number of markers. Normally the cursor sits at
+ * @cur (the key came from the lock CF) or already past it, so one step or none suffices; it
+ * is seeked to @cur only if it is behind, which the merge in mvcc_scanner_next never leaves. */
+static void lock_pass(mvcc_scanner *s, tkv_slice cur)
+{
+    int sign = s->o.desc ? -1 : 1;
+    if (!stor_iter_valid(s->lock_it))
+        return;
+    int c = tkv_slice_cmp(stor_iter_key(s->lock_it), cur) * sign;
+    if (c < 0) {
+        if (!lock_seek(s, cur))
+            return;
+        c = tkv_slice_cmp(stor_iter_key(s->lock_it), cur) * sign;
+    }
+    if (c == 0)
+        lock_step(s);
+}
+
 /* Positions both iterators at the first candidate after (forward) or before (reverse) the
  * current key, or at the range's edge on the first call. */
 static void advance(mvcc_scanner *s)
@@ -78,6 +115,7 @@ static void advance(mvcc_scanner *s)
     tkv_slice cur = tkv_buf_slice(&s->cur);
     if (!s->started) {
         s->started = true;
+        s->stats.lock_seeks++;
         if (s->o.desc) {
             stor_iter_seek_to_last(s->lock_it);
             stor_iter_seek_to_last(s->write_it);
@@ -87,17 +125,13 @@ static void advance(mvcc_scanner *s)
         }
         return;
     }
+    lock_pass(s, cur);
     if (s->o.desc) {
         /* Every versioned key of cur sorts after cur itself, and no other key's versions
          * sit between, so the last key <= cur belongs to a smaller user key. */
-        if (stor_iter_seek_for_prev(s->lock_it, cur) &&
-            tkv_slice_eq(stor_iter_key(s->lock_it), cur))
-            stor_iter_prev(s->lock_it);
         stor_iter_seek_for_prev(s->write_it, cur);
         return;
     }
-    if (stor_iter_seek(s->lock_it, cur) && tkv_slice_eq(stor_iter_key(s->lock_it), cur))
-        stor_iter_next(s->lock_it);
     /* The oldest possible version of cur is cur + ts 0 (8 bytes of 0xFF). */
     tkv_buf_reset(&s->seek);
     if (txn_key_versioned(&s->seek, cur, 0) != 0) {
@@ -160,4 +194,9 @@ int mvcc_scanner_next(mvcc_scanner *s, bool *done, tkv_buf *enc_key, tkv_buf *va
         if (found || e->kind != MVCC_OK)
             return tkv_buf_set(enc_key, s->cur.data, s->cur.len);
     }
+}
+
+const mvcc_scan_stats *mvcc_scanner_stats(const mvcc_scanner *s)
+{
+    return &s->stats;
 }
