@@ -524,7 +524,7 @@ void rpc__gate_served(rpc__gate *g, const char *peer)
         mark_served(g, &k);
 }
 
-/* Marks the connection of @peer ("ipv4:1.2.3.4:5") served; returns false when unknown. */
+/* Marks the connection keyed @k served (nothing when it is not tracked). */
 static void mark_served(rpc__gate *g, const gkey *k)
 {
     pthread_mutex_lock(&g->mu);
@@ -551,34 +551,72 @@ static intptr_t max_id(const char *js, const char *field)
     return best;
 }
 
-/* Marks served every tracked connection that channelz lists among server @id's sockets:
- * gRPC creates a socket's channelz node once its handshake (TLS, and HTTP/2 setup) is
- * done, named "chttp2 <peer>". */
-static void mark_established_of(rpc__gate *g, intptr_t id)
+/* The id fields of channelz's server and socket listings. */
+static const char cz_server_id[] = "\"serverId\":\"";
+static const char cz_socket_id[] = "\"socketId\":\"";
+
+/* One page of a channelz listing under @parent (a server id, or unused), from id @start on:
+ * gpr-allocated JSON, or NULL. */
+typedef char *(*channelz_page_fn)(intptr_t parent, intptr_t start);
+
+static char *servers_page(intptr_t parent, intptr_t start)
 {
-    static const char tag[] = "\"name\":\"chttp2 ";
+    (void)parent;
+    return grpc_channelz_get_servers(start);
+}
+
+static char *server_sockets_page(intptr_t server, intptr_t start)
+{
+    return grpc_channelz_get_server_sockets(server, start, 0);
+}
+
+/* Hands every page of a channelz listing to @visit: the first starts at id 0, each next one
+ * after the largest @id_field (cz_server_id, cz_socket_id) of the last, until a page says it is the
+ * end (or ids stop growing). */
+static void channelz_each_page(rpc__gate *g, channelz_page_fn page, intptr_t parent,
+                               const char *id_field, void (*visit)(rpc__gate *g, const char *js))
+{
     for (intptr_t start = 0;;) {
-        char *js = grpc_channelz_get_server_sockets(id, start, 0);
+        char *js = page(parent, start);
         if (js == NULL)
             return;
-        for (const char *p = js; (p = strstr(p, tag)) != NULL;) {
-            p += sizeof(tag) - 1;
-            const char *q = strchr(p, '"');
-            if (q == NULL || q - p >= PEER_LEN)
-                break;
-            char peer[PEER_LEN];
-            memcpy(peer, p, (size_t)(q - p));
-            peer[q - p] = '\0';
-            gkey k;
-            if (key_of_peer(peer, &k))
-                mark_served(g, &k);
-        }
-        intptr_t last = max_id(js, "\"socketId\":\"");
+        visit(g, js);
+        intptr_t last = max_id(js, id_field);
         bool end = strstr(js, "\"end\":true") != NULL;
         gpr_free(js);
         if (end || last < start)
             return;
         start = last + 1;
+    }
+}
+
+/* Marks served every tracked connection listed on one page of a server's sockets: gRPC
+ * creates a socket's channelz node once its handshake (TLS, and HTTP/2 setup) is done, named
+ * "chttp2 <peer>". */
+static void mark_established_sockets(rpc__gate *g, const char *js)
+{
+    static const char tag[] = "\"name\":\"chttp2 ";
+    for (const char *p = js; (p = strstr(p, tag)) != NULL;) {
+        p += sizeof(tag) - 1;
+        const char *q = strchr(p, '"');
+        if (q == NULL || q - p >= PEER_LEN)
+            break;
+        char peer[PEER_LEN];
+        memcpy(peer, p, (size_t)(q - p));
+        peer[q - p] = '\0';
+        gkey k;
+        if (key_of_peer(peer, &k))
+            mark_served(g, &k);
+    }
+}
+
+/* Walks the sockets of every server listed on one page of channelz's servers. */
+static void mark_established_servers(rpc__gate *g, const char *js)
+{
+    for (const char *p = js; (p = strstr(p, cz_server_id)) != NULL;) {
+        p += sizeof(cz_server_id) - 1;
+        channelz_each_page(g, server_sockets_page, (intptr_t)strtoll(p, NULL, 10), cz_socket_id,
+                           mark_established_sockets);
     }
 }
 
@@ -591,22 +629,7 @@ static void mark_established(rpc__gate *g)
 {
     if (!g->o.use_channelz || !rpc__gate_wants_peer(g))
         return;
-    for (intptr_t start = 0;;) {
-        char *js = grpc_channelz_get_servers(start);
-        if (js == NULL)
-            return;
-        static const char field[] = "\"serverId\":\"";
-        for (const char *p = js; (p = strstr(p, field)) != NULL;) {
-            p += sizeof(field) - 1;
-            mark_established_of(g, (intptr_t)strtoll(p, NULL, 10));
-        }
-        intptr_t last = max_id(js, field);
-        bool end = strstr(js, "\"end\":true") != NULL;
-        gpr_free(js);
-        if (end || last < start)
-            return;
-        start = last + 1;
-    }
+    channelz_each_page(g, servers_page, 0, cz_server_id, mark_established_servers);
 }
 
 /* Hands the queued reports to on_peer_rejected, outside the mutex. A failed handshake from
